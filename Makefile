@@ -1,0 +1,47 @@
+# starlette-ws: `make run` serves the demos, `make test` installs what the tests need and runs them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 1
+BROADCAST_URL ?= memory://
+MAX_MESSAGE_BYTES ?= 65536
+GRACEFUL_TIMEOUT ?= 5
+PYTEST_ARGS ?=
+INSTALLED := $(VENV)/.installed
+
+export BROADCAST_URL MAX_MESSAGE_BYTES
+
+.PHONY: install system-deps run test lint format bench compare fuzz screenshots clean
+
+$(INSTALLED): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	touch $@
+
+install: $(INSTALLED)
+
+# Debian packages the tests start for real (redis-server, PostgreSQL, Chromium), when missing.
+system-deps:
+	bash scripts/system-deps.sh
+
+run: install
+	$(BIN)/uvicorn starlette_ws.app:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
+		--ws-max-size $(MAX_MESSAGE_BYTES) --timeout-graceful-shutdown $(GRACEFUL_TIMEOUT)
+
+test: install system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check starlette_ws tests comparison
+	$(BIN)/ruff format --check starlette_ws tests comparison
+	$(BIN)/mypy --strict starlette_ws
+
+format: install
+	$(BIN)/ruff format starlette_ws tests comparison
+	$(BIN)/ruff check --fix starlette_ws tests comparison
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from typing import Any
+
+from starlette import status
+from starlette.websockets import WebSocket
+
+from starlette_ws import params
+from starlette_ws.endpoint import TextEndpoint, close_quietly, settings_of
+from starlette_ws.hub import Connection, Hub
+from starlette_ws.params import Error
+from starlette_ws.ratelimit import TokenBucket
+
+CHANNEL = "chat"
+
+
+class ChatEndpoint(TextEndpoint):
+    """Twin of the tutorial's third app, with its broadcast behind the hub."""
+
+    params = (params.path("client_id", params.parse_int),)
+    connection: Connection | None = None
+
+    def admit(self, websocket: WebSocket, values: dict[str, Any]) -> list[Error]:
+        self.client_id: int = values["client_id"]
+        self.hub: Hub = websocket.state.hub
+        settings = settings_of(websocket)
+        self.bucket = TokenBucket(settings.chat_rate_per_second, settings.chat_rate_burst)
+        return []
+
+    async def on_connect(self, websocket: WebSocket) -> None:
+        await websocket.accept()
+        self.connection = await self.hub.join(CHANNEL, websocket)
+
+    async def on_receive(self, websocket: WebSocket, data: Any) -> None:
+        assert self.connection is not None
+        if not self.bucket.take():
+            reason = f"Rate limit: {self.bucket.rate:g} messages/s, bursts of {self.bucket.burst}"
+            await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION, reason)
+            return
+        self.connection.send(f"You wrote: {data}")
+        await self.hub.publish(CHANNEL, f"Client #{self.client_id} says: {data}")
+
+    async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
+        if self.connection is None:
+            return
+        await self.hub.leave(self.connection)
+        await self.hub.publish(CHANNEL, f"Client #{self.client_id} left the chat")

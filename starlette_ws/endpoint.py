@@ -1,0 +1,81 @@
+"""The protocol hooks every demo socket shares.
+
+A `TextEndpoint` checks its declared parameters before the handshake completes (refusing with
+`deny`), then feeds text frames to `on_receive`. A binary frame closes with 1003, a frame over
+the size limit with 1009, an error inside a hook with 1011 (logged once); a client's own close
+is not an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from starlette import status
+from starlette.endpoints import WebSocketEndpoint
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from starlette_ws.deny import deny
+from starlette_ws.params import Error, Param, resolve, sources_of
+from starlette_ws.settings import Settings
+
+logger = logging.getLogger("starlette_ws")
+
+
+class TextEndpoint(WebSocketEndpoint):
+    encoding = "text"
+    params: ClassVar[Sequence[Param]] = ()
+
+    async def dispatch(self) -> None:
+        websocket: WebSocket = WebSocket(self.scope, receive=self.receive, send=self.send)
+        values, errors = resolve(self.params, sources_of(websocket))
+        errors = self.admit(websocket, values) + errors
+        if errors:
+            await deny(websocket, errors)
+            return
+        close_code = status.WS_1011_INTERNAL_ERROR
+        try:
+            await self.on_connect(websocket)
+            close_code = await self.serve(websocket)
+        except WebSocketDisconnect as exc:  # a send to a client that has gone away
+            close_code = exc.code
+        except Exception:
+            logger.exception("Error in %s for %s", type(self).__name__, websocket.url.path)
+            await close_quietly(websocket, status.WS_1011_INTERNAL_ERROR, "Internal error")
+        finally:
+            await self.on_disconnect(websocket, close_code)
+
+    def admit(self, websocket: WebSocket, values: dict[str, Any]) -> list[Error]:
+        """Keep what the connection needs from its parameters; return reasons to refuse it."""
+        return []
+
+    async def serve(self, websocket: WebSocket) -> int:
+        """Feed text frames to `on_receive` until the connection ends; return the close code."""
+        limit = settings_of(websocket).max_message_bytes
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return int(message.get("code") or status.WS_1000_NORMAL_CLOSURE)
+            text = message.get("text")
+            if text is None:
+                await close_quietly(websocket, status.WS_1003_UNSUPPORTED_DATA, "Text frames only")
+                return status.WS_1003_UNSUPPORTED_DATA
+            if len(text) > limit // 4 and len(text.encode()) > limit:
+                await close_quietly(websocket, status.WS_1009_MESSAGE_TOO_BIG, f"Message over {limit} bytes")
+                return status.WS_1009_MESSAGE_TOO_BIG
+            await self.on_receive(websocket, text)
+
+
+def settings_of(websocket: WebSocket) -> Settings:
+    settings: Settings = websocket.state.settings
+    return settings
+
+
+async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close unless already closed; a client that is gone needs no close frame."""
+    if websocket.application_state is not WebSocketState.CONNECTED:
+        return
+    with contextlib.suppress(WebSocketDisconnect, OSError):
+        await websocket.close(code, reason)

@@ -1,0 +1,166 @@
+"""Local fan-out: one bounded outbox and sender task per connection.
+
+A broadcast only appends to outboxes; nothing here awaits another client's socket. A client
+whose outbox would pass its byte bound is closed with 1013 and dropped, a client whose send
+fails is dropped, and everyone else keeps getting every message in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from starlette import status
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
+
+from starlette_ws.backends import Backend, BackendError, Event
+
+logger = logging.getLogger("starlette_ws.hub")
+
+TOO_SLOW = "Try again later: not reading fast enough"
+
+
+class Connection:
+    def __init__(self, websocket: WebSocket, max_bytes: int, on_gone: Callable[[Connection], None]) -> None:
+        self.websocket = websocket
+        self.max_bytes = max_bytes
+        self.open = True
+        self._on_gone = on_gone
+        self._outbox: deque[tuple[str, int]] = deque()
+        self._queued_bytes = 0
+        self._ready = asyncio.Event()
+        self._sender = asyncio.create_task(self._send_loop())
+        self._closer: asyncio.Task[None] | None = None
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    def send(self, text: str, size: int | None = None) -> None:
+        """Queue a message; `size` is its UTF-8 length when the caller already knows it."""
+        if not self.open:
+            return
+        if size is None:
+            size = len(text.encode())
+        if self._queued_bytes + size > self.max_bytes:
+            self.close(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW)
+            return
+        self._outbox.append((text, size))
+        self._queued_bytes += size
+        self._ready.set()
+
+    def close(self, code: int, reason: str) -> None:
+        """Drop the connection now; its close frame goes out when the socket can take it."""
+        if not self.open:
+            return
+        self._gone()
+        self._sender.cancel()
+        self._closer = asyncio.create_task(self._send_close(code, reason))
+
+    async def discard(self) -> None:
+        """Stop sending for good: the client has left, or the server is stopping."""
+        self._gone()
+        for task in (self._sender, self._closer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                await self._ready.wait()
+                self._ready.clear()
+                while self._outbox:
+                    text, size = self._outbox.popleft()
+                    self._queued_bytes -= size
+                    await self.websocket.send_text(text)
+        except (WebSocketDisconnect, WebSocketDisconnected, OSError):
+            self._gone()
+
+    async def _send_close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sender
+        with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected, OSError):
+            await self.websocket.close(code, reason)
+
+    def _gone(self) -> None:
+        if self.open:
+            self.open = False
+            self._outbox.clear()
+            self._queued_bytes = 0
+            self._on_gone(self)
+
+
+class Hub:
+    """This process's subscribers by channel, fed by one listener on the backend."""
+
+    def __init__(self, backend: Backend, queue_bytes: int) -> None:
+        self.backend = backend
+        self.queue_bytes = queue_bytes
+        self._channels: dict[str, dict[Connection, str]] = {}
+        self._lock = asyncio.Lock()
+        self._listener: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return sum(len(members) for members in self._channels.values())
+
+    async def start(self) -> None:
+        await self.backend.connect()
+        self._listener = asyncio.create_task(self._listen())
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        for members in list(self._channels.values()):
+            for connection in list(members):
+                await connection.discard()
+        self._channels.clear()
+        await self.backend.disconnect()
+
+    async def join(self, channel: str, websocket: WebSocket) -> Connection:
+        connection = Connection(websocket, self.queue_bytes, self._drop)
+        async with self._lock:
+            members = self._channels.setdefault(channel, {})
+            if not members:
+                await self.backend.subscribe(channel)
+            members[connection] = channel
+        return connection
+
+    async def leave(self, connection: Connection) -> None:
+        await connection.discard()
+        async with self._lock:
+            for channel, members in list(self._channels.items()):
+                if not members:
+                    del self._channels[channel]
+                    await self.backend.unsubscribe(channel)
+
+    async def publish(self, channel: str, message: str) -> bool:
+        """Hand a message to the backend; an outage is logged, never raised to the endpoint."""
+        try:
+            await self.backend.publish(channel, message)
+        except BackendError as exc:
+            logger.error("Broadcast on %r not sent: %s", channel, exc)
+            return False
+        return True
+
+    def _drop(self, connection: Connection) -> None:
+        for members in self._channels.values():
+            members.pop(connection, None)
+
+    def _deliver(self, event: Event) -> None:
+        members = self._channels.get(event.channel)
+        if not members:
+            return
+        size = len(event.message.encode())
+        for connection in list(members):
+            connection.send(event.message, size)
+
+    async def _listen(self) -> None:
+        while True:
+            self._deliver(await self.backend.next_published())

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.templating import Jinja2Templates
+
+# Stand-ins the pages replace (URL-encoded) with what the user typed or the page's own id;
+# the rest of each WebSocket URL comes from the router and the request (ws/wss, host, root path).
+ITEM_ID = "ITEM_ID"
+CLIENT_ID = "CLIENT_ID"
+
+DEMOS = {
+    "echo": ("Echo", "Every message comes back from the server."),
+    "items": ("Items", "A socket guarded by path, query, cookie and token parameters."),
+    "chat": ("Chat", "A broadcast chat: every connected page sees every message."),
+}
+
+
+def render(request: Request, name: str) -> Response:
+    templates: Jinja2Templates = request.state.templates
+    return templates.TemplateResponse(request, f"{name}.html", {"demos": DEMOS, "page": name})
+
+
+async def index(request: Request) -> Response:
+    return render(request, "index")
+
+
+async def echo(request: Request) -> Response:
+    return render(request, "echo")
+
+
+async def items(request: Request) -> Response:
+    return render(request, "items")
+
+
+async def chat(request: Request) -> Response:
+    return render(request, "chat")

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.config import Config
+from starlette.datastructures import CommaSeparatedStrings
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the app reads from its environment, read once and passed to `create_app`."""
+
+    broadcast_url: str = "memory://"
+    max_message_bytes: int = 64 * 1024
+    send_queue_bytes: int = 1024 * 1024
+    chat_rate_per_second: float = 50.0
+    chat_rate_burst: int = 200
+    allowed_origins: tuple[str, ...] = ()
+    templates_dir: Path = TEMPLATES_DIR
+    debug: bool = False
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        config = Config(environ=os.environ if environ is None else environ)
+        default = cls()
+        return cls(
+            broadcast_url=config("BROADCAST_URL", default=default.broadcast_url),
+            max_message_bytes=config("MAX_MESSAGE_BYTES", cast=int, default=default.max_message_bytes),
+            send_queue_bytes=config("SEND_QUEUE_BYTES", cast=int, default=default.send_queue_bytes),
+            chat_rate_per_second=config("CHAT_RATE_PER_SECOND", cast=float, default=default.chat_rate_per_second),
+            chat_rate_burst=config("CHAT_RATE_BURST", cast=int, default=default.chat_rate_burst),
+            allowed_origins=tuple(config("ALLOWED_ORIGINS", cast=CommaSeparatedStrings, default="")),
+            templates_dir=Path(config("TEMPLATES_DIR", default=str(default.templates_dir))),
+            debug=config("DEBUG", cast=bool, default=False),
+        )
