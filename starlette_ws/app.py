@@ -8,10 +8,11 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 from starlette.templating import Jinja2Templates
 
-from starlette_ws import pages
+from starlette_ws import logs, pages
 from starlette_ws.backends import backend_for_url
 from starlette_ws.chat import ChatEndpoint
 from starlette_ws.echo import EchoEndpoint
+from starlette_ws.health import health
 from starlette_ws.hub import Hub
 from starlette_ws.items import ItemsEndpoint
 from starlette_ws.settings import Settings
@@ -24,18 +25,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        secret_filter = logs.install()
         hub = Hub(backend_for_url(settings.broadcast_url), settings.send_queue_bytes)
         await hub.start()
         try:
             yield {"settings": settings, "templates": templates, "hub": hub}
         finally:
             await hub.stop()
+            logs.uninstall(secret_filter)
 
     routes = [
         Route("/", pages.index, name="index"),
         Route("/echo", pages.echo, name="echo_page"),
         Route("/items", pages.items, name="items_page"),
         Route("/chat", pages.chat, name="chat_page"),
+        Route("/health", health, name="health"),
         WebSocketRoute("/ws", EchoEndpoint, name="echo_ws"),
         WebSocketRoute("/items/{item_id}/ws", ItemsEndpoint, name="items_ws"),
         WebSocketRoute("/ws/{client_id}", ChatEndpoint, name="chat_ws"),

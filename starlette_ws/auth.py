@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
 from starlette_ws.params import Error, missing
 
 NO_CREDENTIALS = "Field required: a 'session' cookie or a 'token' query parameter"
@@ -14,3 +17,20 @@ def cookie_or_token(session: str | None, token: str | None) -> tuple[str | None,
     if session is None and token is None:
         return None, [missing("query", "token", NO_CREDENTIALS)]
     return session or token, []
+
+
+def origin_errors(origin: str | None, host: str | None, allowed: Sequence[str]) -> list[Error]:
+    """Cross-site WebSocket hijacking guard: browsers always send Origin, other clients need not.
+
+    With no allow-list only the page's own host may connect (scheme aside, as behind a TLS proxy);
+    `*` in the list allows every origin.
+    """
+    if origin is None or "*" in allowed:
+        return []
+    if allowed:
+        ok = origin.rstrip("/") in {entry.rstrip("/") for entry in allowed}
+    else:
+        ok = host is not None and urlsplit(origin).netloc.lower() == host.lower()
+    if ok:
+        return []
+    return [{"type": "origin", "loc": ["header", "origin"], "msg": f"Origin not allowed: {origin}", "input": origin}]

@@ -6,7 +6,7 @@ from starlette import status
 from starlette.websockets import WebSocket
 
 from starlette_ws import params
-from starlette_ws.endpoint import TextEndpoint, close_quietly, settings_of
+from starlette_ws.endpoint import TextEndpoint, settings_of
 from starlette_ws.hub import Connection, Hub
 from starlette_ws.params import Error
 from starlette_ws.ratelimit import TokenBucket
@@ -35,10 +35,16 @@ class ChatEndpoint(TextEndpoint):
         assert self.connection is not None
         if not self.bucket.take():
             reason = f"Rate limit: {self.bucket.rate:g} messages/s, bursts of {self.bucket.burst}"
-            await close_quietly(websocket, status.WS_1008_POLICY_VIOLATION, reason)
+            await self.close(websocket, status.WS_1008_POLICY_VIOLATION, reason)
             return
         self.connection.send(f"You wrote: {data}")
         await self.hub.publish(CHANNEL, f"Client #{self.client_id} says: {data}")
+
+    async def close(self, websocket: WebSocket, code: int, reason: str) -> None:
+        if self.connection is None:
+            await super().close(websocket, code, reason)
+        else:
+            self.connection.finish(code, reason)
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
         if self.connection is None:

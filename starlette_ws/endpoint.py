@@ -17,6 +17,7 @@ from starlette import status
 from starlette.endpoints import WebSocketEndpoint
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from starlette_ws.auth import origin_errors
 from starlette_ws.deny import deny
 from starlette_ws.params import Error, Param, resolve, sources_of
 from starlette_ws.settings import Settings
@@ -30,8 +31,11 @@ class TextEndpoint(WebSocketEndpoint):
 
     async def dispatch(self) -> None:
         websocket: WebSocket = WebSocket(self.scope, receive=self.receive, send=self.send)
-        values, errors = resolve(self.params, sources_of(websocket))
-        errors = self.admit(websocket, values) + errors
+        headers = websocket.headers
+        errors = origin_errors(headers.get("origin"), headers.get("host"), settings_of(websocket).allowed_origins)
+        if not errors:
+            values, errors = resolve(self.params, sources_of(websocket))
+            errors = self.admit(websocket, values) + errors
         if errors:
             await deny(websocket, errors)
             return
@@ -43,7 +47,7 @@ class TextEndpoint(WebSocketEndpoint):
             close_code = exc.code
         except Exception:
             logger.exception("Error in %s for %s", type(self).__name__, websocket.url.path)
-            await close_quietly(websocket, status.WS_1011_INTERNAL_ERROR, "Internal error")
+            await self.close(websocket, status.WS_1011_INTERNAL_ERROR, "Internal error")
         finally:
             await self.on_disconnect(websocket, close_code)
 
@@ -60,12 +64,16 @@ class TextEndpoint(WebSocketEndpoint):
                 return int(message.get("code") or status.WS_1000_NORMAL_CLOSURE)
             text = message.get("text")
             if text is None:
-                await close_quietly(websocket, status.WS_1003_UNSUPPORTED_DATA, "Text frames only")
+                await self.close(websocket, status.WS_1003_UNSUPPORTED_DATA, "Text frames only")
                 return status.WS_1003_UNSUPPORTED_DATA
             if len(text) > limit // 4 and len(text.encode()) > limit:
-                await close_quietly(websocket, status.WS_1009_MESSAGE_TOO_BIG, f"Message over {limit} bytes")
+                await self.close(websocket, status.WS_1009_MESSAGE_TOO_BIG, f"Message over {limit} bytes")
                 return status.WS_1009_MESSAGE_TOO_BIG
             await self.on_receive(websocket, text)
+
+    async def close(self, websocket: WebSocket, code: int, reason: str) -> None:
+        """End the connection from the server side (an endpoint with an outbox flushes it first)."""
+        await close_quietly(websocket, code, reason)
 
 
 def settings_of(websocket: WebSocket) -> Settings:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from starlette import status
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
@@ -21,6 +22,13 @@ from starlette_ws.backends import Backend, BackendError, Event
 logger = logging.getLogger("starlette_ws.hub")
 
 TOO_SLOW = "Try again later: not reading fast enough"
+FINISH_GRACE = 5.0  # seconds a leaving connection may take to flush a requested close
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    code: int
+    reason: str
 
 
 class Connection:
@@ -28,12 +36,13 @@ class Connection:
         self.websocket = websocket
         self.max_bytes = max_bytes
         self.open = True
-        self._on_gone = on_gone
-        self._outbox: deque[tuple[str, int]] = deque()
+        self._on_gone: Callable[[Connection], None] | None = on_gone
+        self._outbox: deque[tuple[str | Close, int]] = deque()
         self._queued_bytes = 0
         self._ready = asyncio.Event()
         self._sender = asyncio.create_task(self._send_loop())
         self._closer: asyncio.Task[None] | None = None
+        self._finishing = False
 
     @property
     def queued_bytes(self) -> int:
@@ -46,22 +55,32 @@ class Connection:
         if size is None:
             size = len(text.encode())
         if self._queued_bytes + size > self.max_bytes:
-            self.close(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW)
+            self.abort(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW)
             return
-        self._outbox.append((text, size))
-        self._queued_bytes += size
-        self._ready.set()
+        self._put(text, size)
 
-    def close(self, code: int, reason: str) -> None:
-        """Drop the connection now; its close frame goes out when the socket can take it."""
-        if not self.open:
+    def finish(self, code: int, reason: str) -> None:
+        """Close after everything already queued has been sent."""
+        if self.open:
+            self._put(Close(code, reason), 0)
+            self.open = False
+            self._finishing = True
+
+    def abort(self, code: int, reason: str) -> None:
+        """Drop the queue and the connection now; the close frame goes out when the socket can take it."""
+        if self._closer is not None:
             return
         self._gone()
         self._sender.cancel()
-        self._closer = asyncio.create_task(self._send_close(code, reason))
+        self._closer = asyncio.create_task(self._send_close(Close(code, reason)))
 
-    async def discard(self) -> None:
-        """Stop sending for good: the client has left, or the server is stopping."""
+    async def discard(self, grace: float = 0.0) -> None:
+        """Stop sending for good: the client has left, or the server is stopping.
+
+        `grace` seconds let a close requested with `finish` still go out after what was queued.
+        """
+        if grace and self._finishing:
+            await asyncio.wait([self._sender], timeout=grace)
         self._gone()
         for task in (self._sender, self._closer):
             if task is not None:
@@ -69,30 +88,41 @@ class Connection:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    def _put(self, item: str | Close, size: int) -> None:
+        self._outbox.append((item, size))
+        self._queued_bytes += size
+        self._ready.set()
+
     async def _send_loop(self) -> None:
         try:
             while True:
                 await self._ready.wait()
                 self._ready.clear()
                 while self._outbox:
-                    text, size = self._outbox.popleft()
+                    item, size = self._outbox.popleft()
                     self._queued_bytes -= size
-                    await self.websocket.send_text(text)
+                    if isinstance(item, Close):
+                        await self.websocket.close(item.code, item.reason)
+                        return
+                    await self.websocket.send_text(item)
         except (WebSocketDisconnect, WebSocketDisconnected, OSError):
+            pass
+        finally:
             self._gone()
 
-    async def _send_close(self, code: int, reason: str) -> None:
+    async def _send_close(self, close: Close) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await self._sender
         with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected, OSError):
-            await self.websocket.close(code, reason)
+            await self.websocket.close(close.code, close.reason)
 
     def _gone(self) -> None:
-        if self.open:
-            self.open = False
+        self.open = False
+        if self._on_gone is not None:
+            on_gone, self._on_gone = self._on_gone, None
             self._outbox.clear()
             self._queued_bytes = 0
-            self._on_gone(self)
+            on_gone(self)
 
 
 class Hub:
@@ -133,7 +163,7 @@ class Hub:
         return connection
 
     async def leave(self, connection: Connection) -> None:
-        await connection.discard()
+        await connection.discard(grace=FINISH_GRACE)
         async with self._lock:
             for channel, members in list(self._channels.items()):
                 if not members:

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.scenarios import Case
@@ -63,3 +63,15 @@ def over_socket(base_url: str, case: Case, quiet_after: float = 0.05) -> Outcome
         with contextlib.suppress(TimeoutError):
             replies.append(str(ws.recv(timeout=quiet_after)))
     return Outcome(tuple(replies))
+
+
+def read_until_closed(ws: ClientConnection, timeout: float = 5) -> tuple[list[str], int | None, str]:
+    """Every message until the server's close frame: (messages, close code, close reason)."""
+    messages: list[str] = []
+    try:
+        while True:
+            messages.append(str(ws.recv(timeout=timeout)))
+    except ConnectionClosed as closed:
+        if closed.rcvd is None:
+            return messages, None, ""
+        return messages, closed.rcvd.code, closed.rcvd.reason

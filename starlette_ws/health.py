@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from starlette_ws.hub import Hub
+from starlette_ws.settings import Settings
+
+
+async def health(request: Request) -> JSONResponse:
+    """Liveness, and this process's chat registry size (what churn tests watch return to zero)."""
+    hub: Hub = request.state.hub
+    settings: Settings = request.state.settings
+    return JSONResponse(
+        {"status": "ok", "chat_connections": len(hub), "broadcast": urlsplit(settings.broadcast_url).scheme}
+    )
