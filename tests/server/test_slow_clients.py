@@ -1,0 +1,57 @@
+"""SPEC B: one slow client (stops reading) is cut off with 1013; nobody else notices."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import urllib.request
+
+from tests.clients import open_socket
+from tests.rawws import connect_stalled, drain_to_close
+from tests.uvicorn_server import UvicornServer
+
+MESSAGE = "x" * 60_000
+COUNT = 150  # 9 MB: past the loopback buffers (4 MB send side) and the 1 MiB outbox
+
+
+def chat_connections(server: UvicornServer) -> int:
+    with urllib.request.urlopen(server.http_url + "/health", timeout=5) as response:
+        count: int = json.loads(response.read())["chat_connections"]
+        return count
+
+
+def test_client_that_stops_reading_is_cut_off_and_others_get_everything(server: UvicornServer) -> None:
+    stalled = connect_stalled(server.port, "/ws/900")
+    received: dict[int, list[str]] = {901: [], 902: [], 903: []}
+    with contextlib.ExitStack() as stack:
+        live = {n: stack.enter_context(open_socket(server.ws_url, f"/ws/{n}")) for n in received}
+        sender = live[903]
+        stack.callback(stalled.close)
+        deadline = time.monotonic() + 30
+        while chat_connections(server) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+        def read(n: int) -> None:
+            while len([m for m in received[n] if m.startswith("Client #903 says")]) < COUNT:
+                received[n].append(str(live[n].recv(timeout=20)))
+
+        readers = [threading.Thread(target=read, args=(n,)) for n in received]
+        for reader in readers:
+            reader.start()
+        for i in range(COUNT):  # paced as a chat user is allowed to (40 of the 50 messages/s)
+            sender.send(f"{i:04d}{MESSAGE}")
+            time.sleep(1 / 40)
+        for reader in readers:
+            reader.join(60)
+        cut_off_count = chat_connections(server)
+        frames, code = drain_to_close(stalled)
+
+    expected = [f"Client #903 says: {i:04d}{MESSAGE}" for i in range(COUNT)]
+    for n, messages in received.items():
+        assert [m for m in messages if m.startswith("Client #903 says")] == expected, n
+    assert len([m for m in received[903] if m.startswith("You wrote: ")]) == COUNT
+    assert cut_off_count == 3  # the stalled client is no longer in the registry
+    assert code == 1013
+    assert frames < COUNT
