@@ -6,6 +6,8 @@ from starlette import status
 from starlette.websockets import WebSocket
 
 from starlette_ws import params
+from starlette_ws.backends import MessageTooLarge
+from starlette_ws.deny import MAX_REASON_BYTES, truncate_utf8
 from starlette_ws.endpoint import TextEndpoint, settings_of
 from starlette_ws.hub import Connection, Hub
 from starlette_ws.params import Error
@@ -38,7 +40,10 @@ class ChatEndpoint(TextEndpoint):
             await self.close(websocket, status.WS_1008_POLICY_VIOLATION, reason)
             return
         self.connection.send(f"You wrote: {data}")
-        await self.hub.publish(CHANNEL, f"Client #{self.client_id} says: {data}")
+        try:
+            await self.hub.publish(CHANNEL, f"Client #{self.client_id} says: {data}")
+        except MessageTooLarge as exc:
+            await self.close(websocket, status.WS_1009_MESSAGE_TOO_BIG, truncate_utf8(str(exc), MAX_REASON_BYTES))
 
     async def close(self, websocket: WebSocket, code: int, reason: str) -> None:
         if self.connection is None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from starlette import status
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
 
-from starlette_ws.backends import Backend, BackendError, Event
+from starlette_ws.backends import Backend, BackendError, Event, MessageTooLarge
 
 logger = logging.getLogger("starlette_ws.hub")
 
@@ -171,9 +171,14 @@ class Hub:
                     await self.backend.unsubscribe(channel)
 
     async def publish(self, channel: str, message: str) -> bool:
-        """Hand a message to the backend; an outage is logged, never raised to the endpoint."""
+        """Hand a message to the backend; an outage is logged, never raised to the endpoint.
+
+        `MessageTooLarge` is raised: only the sender can be told that its message cannot travel.
+        """
         try:
             await self.backend.publish(channel, message)
+        except MessageTooLarge:
+            raise
         except BackendError as exc:
             logger.error("Broadcast on %r not sent: %s", channel, exc)
             return False

@@ -1,0 +1,174 @@
+"""The chat across two uvicorn processes through Redis and PostgreSQL (real servers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+from websockets.asyncio.client import connect
+from websockets.sync.client import ClientConnection
+
+from tests.clients import open_socket, read_until_closed
+from tests.services import PostgresServer, RedisServer, start_postgres, start_redis
+from tests.uvicorn_server import UvicornServer
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = start_redis()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = start_postgres()
+    yield server
+    server.close()
+
+
+@contextlib.contextmanager
+def two_processes(broadcast_url: str) -> Iterator[tuple[UvicornServer, UvicornServer]]:
+    env = {"BROADCAST_URL": broadcast_url}
+    with UvicornServer(env=env) as a, UvicornServer(env=env) as b:
+        yield a, b
+
+
+@pytest.fixture(scope="module")
+def redis_pair(redis_server: RedisServer) -> Iterator[tuple[UvicornServer, UvicornServer]]:
+    with two_processes(redis_server.url) as pair:
+        yield pair
+
+
+@pytest.fixture(scope="module")
+def postgres_pair(postgres_server: PostgresServer) -> Iterator[tuple[UvicornServer, UvicornServer]]:
+    with two_processes(postgres_server.url) as pair:
+        yield pair
+
+
+@pytest.fixture(params=["redis", "postgres"])
+def pair(request: pytest.FixtureRequest) -> tuple[UvicornServer, UvicornServer]:
+    result: tuple[UvicornServer, UvicornServer] = request.getfixturevalue(f"{request.param}_pair")
+    return result
+
+
+def health(server: UvicornServer) -> dict[str, object]:
+    with urllib.request.urlopen(server.http_url + "/health", timeout=5) as response:
+        result: dict[str, object] = json.loads(response.read())
+        return result
+
+
+def recv_all(ws: ClientConnection, count: int) -> list[str]:
+    return [str(ws.recv(timeout=10)) for _ in range(count)]
+
+
+def wait_for_subscribers(*servers: UvicornServer, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while sum(int(str(health(s)["chat_connections"])) for s in servers) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_chat_spans_processes_and_you_wrote_stays_local(pair: tuple[UvicornServer, UvicornServer]) -> None:
+    a, b = pair
+    assert health(a)["broadcast"] == health(b)["broadcast"] != "memory"
+    with open_socket(a.ws_url, "/ws/1") as one, open_socket(b.ws_url, "/ws/2") as two:
+        with open_socket(b.ws_url, "/ws/3") as three:
+            wait_for_subscribers(a, b, count=3)
+            one.send("hello")
+            assert recv_all(one, 2) == ["You wrote: hello", "Client #1 says: hello"]
+            assert recv_all(two, 1) == recv_all(three, 1) == ["Client #1 says: hello"]
+            two.send("back")
+            assert recv_all(two, 2) == ["You wrote: back", "Client #2 says: back"]
+            assert recv_all(one, 1) == recv_all(three, 1) == ["Client #2 says: back"]
+        assert recv_all(one, 1) == recv_all(two, 1) == ["Client #3 left the chat"]
+
+
+def chat_recovers(one: ClientConnection, two: ClientConnection, timeout: float = 20) -> float:
+    """Send from one until two hears it again; the seconds that took."""
+    started = time.monotonic()
+    n = 0
+    while time.monotonic() - started < timeout:
+        n += 1
+        one.send(f"ping {n}")
+        with contextlib.suppress(TimeoutError):
+            while True:
+                message = str(two.recv(timeout=0.5))
+                if message.startswith("Client #1 says: ping"):
+                    return time.monotonic() - started
+    raise AssertionError(f"no broadcast got through within {timeout} s")
+
+
+@pytest.mark.parametrize("outage", [1, 12])
+def test_chat_survives_a_redis_restart(
+    redis_server: RedisServer, redis_pair: tuple[UvicornServer, UvicornServer], outage: float
+) -> None:
+    a, b = redis_pair
+    with open_socket(a.ws_url, "/ws/1") as one, open_socket(b.ws_url, "/ws/2") as two:
+        wait_for_subscribers(a, b, count=2)
+        mark = a.log_mark()
+        redis_server.stop()
+        one.send("into the void")
+        assert recv_all(one, 1) == ["You wrote: into the void"]  # the endpoint lives on
+        time.sleep(outage)
+        redis_server.start()
+        took = chat_recovers(one, two)
+        print(f"redis outage {outage} s: chat back {took:.2f} s after the restart")
+        log = a.log_since(mark)
+    assert "not sent" in log  # the failed publish is logged
+    assert "Traceback" not in log
+
+
+def test_chat_survives_a_killed_listen_connection(
+    postgres_server: PostgresServer, postgres_pair: tuple[UvicornServer, UvicornServer]
+) -> None:
+    a, b = postgres_pair
+    with open_socket(a.ws_url, "/ws/1") as one, open_socket(b.ws_url, "/ws/2") as two:
+        wait_for_subscribers(a, b, count=2)
+        assert asyncio.run(terminate_listeners(postgres_server.url)) == 2  # one per uvicorn process
+        took = chat_recovers(one, two)
+        print(f"postgres LISTEN connections killed: chat back after {took:.2f} s")
+
+
+async def terminate_listeners(url: str) -> int:
+    connection = await asyncpg.connect(url)
+    try:
+        query = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%'"
+        return len(await connection.fetch(query))
+    finally:
+        await connection.close()
+
+
+def test_postgres_refuses_an_oversize_message_clearly(postgres_pair: tuple[UvicornServer, UvicornServer]) -> None:
+    a, _ = postgres_pair
+    with open_socket(a.ws_url, "/ws/1") as one:
+        one.send("z" * 9000)
+        messages, code, reason = read_until_closed(one)
+    assert messages == ["You wrote: " + "z" * 9000]
+    assert code == 1009
+    assert "8000" in reason
+
+
+async def join_and_leave(server: UvicornServer, client_id: int) -> None:
+    async with asyncio.timeout(20), connect(f"{server.ws_url}/ws/{client_id}") as ws:
+        await ws.send("hi")
+        while not str(await ws.recv()).startswith(f"Client #{client_id} says"):
+            pass
+
+
+def test_many_clients_join_and_leave_at_once(pair: tuple[UvicornServer, UvicornServer]) -> None:
+    a, b = pair
+
+    async def crowd() -> None:
+        await asyncio.gather(*(join_and_leave(a if n % 2 else b, 5000 + n) for n in range(200)))
+
+    asyncio.run(crowd())
+    deadline = time.monotonic() + 10
+    while (health(a)["chat_connections"], health(b)["chat_connections"]) != (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (health(a)["chat_connections"], health(b)["chat_connections"]) == (0, 0)
