@@ -13,7 +13,7 @@ INSTALLED := $(VENV)/.installed
 
 export BROADCAST_URL MAX_MESSAGE_BYTES
 
-.PHONY: install system-deps run test lint format bench compare fuzz screenshots clean
+.PHONY: install system-deps run test lint format bench fuzz screenshots clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,13 +35,24 @@ test: install system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check starlette_ws tests comparison
-	$(BIN)/ruff format --check starlette_ws tests comparison
+	$(BIN)/ruff check starlette_ws tests comparison scripts
+	$(BIN)/ruff format --check starlette_ws tests comparison scripts
 	$(BIN)/mypy --strict starlette_ws
 
 format: install
 	$(BIN)/ruff format starlette_ws tests comparison
 	$(BIN)/ruff check --fix starlette_ws tests comparison
+
+# Benchmarks (figures and ratios against the FastAPI twin and a bare ASGI app; not tests).
+bench: install
+	$(BIN)/python -m comparison.bench $(BENCH_ARGS)
+
+FUZZ_EXAMPLES ?= 2000
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/parity/test_differential.py tests/test_fuzz_testclient.py
+
+screenshots: install system-deps
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -40,8 +40,9 @@ class ChatEndpoint(TextEndpoint):
             await self.close(websocket, status.WS_1008_POLICY_VIOLATION, reason)
             return
         self.connection.send(f"You wrote: {data}")
+        says = f"Client #{self.client_id} says: {data}"
         try:
-            await self.hub.publish(CHANNEL, f"Client #{self.client_id} says: {data}")
+            await self.connection.delivered(says, self.hub.publish(CHANNEL, says))
         except MessageTooLarge as exc:
             await self.close(websocket, status.WS_1009_MESSAGE_TOO_BIG, truncate_utf8(str(exc), MAX_REASON_BYTES))
 

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette import status
@@ -23,6 +23,7 @@ logger = logging.getLogger("starlette_ws.hub")
 
 TOO_SLOW = "Try again later: not reading fast enough"
 FINISH_GRACE = 5.0  # seconds a leaving connection may take to flush a requested close
+OWN_COPY_TIMEOUT = 5.0  # seconds a sender waits for its own broadcast to come back
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class Connection:
         self._sender = asyncio.create_task(self._send_loop())
         self._closer: asyncio.Task[None] | None = None
         self._finishing = False
+        self._expected: deque[tuple[str, asyncio.Future[None]]] = deque()
 
     @property
     def queued_bytes(self) -> int:
@@ -58,6 +60,26 @@ class Connection:
             self.abort(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW)
             return
         self._put(text, size)
+        if self._expected and self._expected[0][0] == text:
+            self._expected.popleft()[1].set_result(None)
+
+    async def delivered(self, text: str, publish: Awaitable[bool]) -> None:
+        """Run `publish` and wait until its broadcast of `text` is queued here too.
+
+        The sender's own copy comes back through the backend; waiting for it before the next
+        message keeps the reference order (`You wrote: a`, `... says: a`, `You wrote: b`, ...).
+        """
+        arrived = asyncio.get_running_loop().create_future()
+        entry = (text, arrived)
+        self._expected.append(entry)
+        try:
+            if await publish and self.open:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(OWN_COPY_TIMEOUT):
+                        await arrived
+        finally:
+            with contextlib.suppress(ValueError):
+                self._expected.remove(entry)
 
     def finish(self, code: int, reason: str) -> None:
         """Close after everything already queued has been sent."""
@@ -122,6 +144,9 @@ class Connection:
             on_gone, self._on_gone = self._on_gone, None
             self._outbox.clear()
             self._queued_bytes = 0
+            for _, arrived in self._expected:
+                if not arrived.done():
+                    arrived.set_result(None)
             on_gone(self)
 
 

@@ -7,6 +7,7 @@ from starlette.testclient import TestClient
 
 from starlette_ws.app import create_app
 from starlette_ws.settings import Settings
+from tests.services import PostgresServer, RedisServer, start_postgres, start_redis
 from tests.uvicorn_server import UvicornServer
 
 
@@ -26,3 +27,19 @@ def server() -> Iterator[UvicornServer]:
     """Our app under a real uvicorn, shared by the tests that do not restart or reconfigure it."""
     with UvicornServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port (installed by scripts/system-deps.sh)."""
+    server = start_redis()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL cluster on a free loopback port, run as the postgres user."""
+    server = start_postgres()
+    yield server
+    server.close()

@@ -15,22 +15,8 @@ from websockets.asyncio.client import connect
 from websockets.sync.client import ClientConnection
 
 from tests.clients import open_socket, read_until_closed
-from tests.services import PostgresServer, RedisServer, start_postgres, start_redis
+from tests.services import PostgresServer, RedisServer
 from tests.uvicorn_server import UvicornServer
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = start_redis()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[PostgresServer]:
-    server = start_postgres()
-    yield server
-    server.close()
 
 
 @contextlib.contextmanager
@@ -42,12 +28,14 @@ def two_processes(broadcast_url: str) -> Iterator[tuple[UvicornServer, UvicornSe
 
 @pytest.fixture(scope="module")
 def redis_pair(redis_server: RedisServer) -> Iterator[tuple[UvicornServer, UvicornServer]]:
+    redis_server.start()  # running again if an earlier outage test left it stopped
     with two_processes(redis_server.url) as pair:
         yield pair
 
 
 @pytest.fixture(scope="module")
 def postgres_pair(postgres_server: PostgresServer) -> Iterator[tuple[UvicornServer, UvicornServer]]:
+    postgres_server.start()
     with two_processes(postgres_server.url) as pair:
         yield pair
 

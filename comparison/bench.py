@@ -1,0 +1,394 @@
+"""Benchmark starlette-ws against FastAPI's tutorial (and a bare ASGI echo as the floor).
+
+Run from the repository root: ``python -m comparison.bench [--rounds N] [--quick]``.
+
+Every (round, scenario, app) gets a fresh uvicorn subprocess with the same options, so no
+run inherits another's memory or leftover connections. Rounds interleave the apps
+(ours, FastAPI, bare; again ...) and the summary uses medians, so a noisy moment on the
+machine moves one sample, not the verdict. Raw figures go to comparison/results/bench.json.
+
+Environment:
+  BENCH_WORKERS  uvicorn worker processes per server (default 1). The reference chat keeps
+                 its connections in one process's memory, so with more than one worker its
+                 broadcast figures show the missing deliveries.
+  BENCH_PIN      1 (default): with one worker and two or more CPUs, the server runs on CPU 0
+                 and the load generator on the others; the 1-client echo shares CPU 0 with the
+                 server, so it measures the code path, not the VM's cross-CPU wake-up delay.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from comparison import loadgen
+from comparison.loadgen import Figures
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "comparison" / "results"
+OURS, REFERENCE, FLOOR = "starlette-ws", "fastapi", "bare"
+APPS = {
+    OURS: "starlette_ws.app:app",
+    REFERENCE: "comparison.fastapi_app:app",
+    FLOOR: "comparison.bare_app:app",
+}
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    echo_seconds: float
+    echo_clients: int
+    items_seconds: float
+    items_workers: int
+    broadcast_messages: int
+    broadcast_rate: float
+    rss_counts: tuple[int, ...]
+
+
+FULL = Settings(3.0, 50, 3.0, 20, 60, 20.0, (1000, 5000))
+QUICK = Settings(1.0, 50, 1.0, 20, 10, 20.0, (1000, 5000))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    apps: tuple[str, ...]
+    run: Callable[[str, int, Settings], Figures]  # (base URL, server PID, settings)
+    same_cpu: bool = False  # the load generator shares the server's CPU
+
+
+SCENARIOS = [
+    Scenario(
+        "echo-1",
+        (OURS, REFERENCE, FLOOR),
+        lambda url, pid, s: loadgen.echo_round_trips(url, 1, s.echo_seconds, pid),
+        same_cpu=True,
+    ),
+    Scenario(
+        "echo-50",
+        (OURS, REFERENCE, FLOOR),
+        lambda url, pid, s: loadgen.echo_round_trips(url, s.echo_clients, s.echo_seconds, pid),
+    ),
+    Scenario(
+        "items",
+        (OURS, REFERENCE),
+        lambda url, pid, s: loadgen.items_sessions(url, s.items_workers, s.items_seconds, pid),
+    ),
+    Scenario(
+        "broadcast-100",
+        (OURS, REFERENCE),
+        lambda url, pid, s: loadgen.broadcast_fanout(url, 100, s.broadcast_messages, s.broadcast_rate, server_pid=pid),
+    ),
+    Scenario(
+        "broadcast-1000",
+        (OURS, REFERENCE),
+        lambda url, pid, s: loadgen.broadcast_fanout(url, 1000, s.broadcast_messages, s.broadcast_rate, server_pid=pid),
+    ),
+    Scenario(
+        "rss",
+        (OURS, REFERENCE),
+        lambda url, pid, s: loadgen.rss_per_connection(url, pid, s.rss_counts),
+    ),
+]
+
+
+# -- servers ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_command(module: str, port: int, workers: int) -> list[str]:
+    command = [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--log-level", "warning"]
+    return command + (["--workers", str(workers)] if workers > 1 else [])
+
+
+def wait_for_port(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not accept on port {port} within {START_TIMEOUT} s")
+
+
+def start_server(app: str, port: int, workers: int, cpus: set[int] | None, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            server_command(APPS[app], port, workers),
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    if cpus:
+        os.sched_setaffinity(proc.pid, cpus)
+    try:
+        wait_for_port(proc, port, log)
+    except BaseException:
+        stop_server(proc)
+        raise
+    return proc
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=STOP_TIMEOUT)
+
+
+def importable(app: str) -> str | None:
+    """None when the app's module imports in a fresh interpreter, else the last error line."""
+    module, attribute = APPS[app].split(":")
+    code = f"from {module} import {attribute}"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    if done.returncode == 0:
+        return None
+    lines = done.stderr.strip().splitlines()
+    return lines[-1] if lines else f"exit status {done.returncode}"
+
+
+# -- CPU placement ---------------------------------------------------------------------------
+
+
+def placement(workers: int) -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, load generator CPUs), or (None, None) when nothing is pinned."""
+    available = os.sched_getaffinity(0)
+    if os.environ.get("BENCH_PIN", "1") == "0" or workers > 1 or len(available) < 2:
+        return None, None
+    server = {min(available)}
+    return server, available - server
+
+
+# -- one run ---------------------------------------------------------------------------------
+
+
+def run_once(scenario: Scenario, app: str, settings: Settings, workers: int, logs: Path) -> dict[str, Any]:
+    server_cpus, loadgen_cpus = placement(workers)
+    everything = os.sched_getaffinity(0)
+    port = free_port()
+    proc = start_server(app, port, workers, server_cpus, logs / f"{app}-{scenario.name}.log")
+    started = time.perf_counter()
+    try:
+        mine = server_cpus if scenario.same_cpu else loadgen_cpus
+        if mine:
+            os.sched_setaffinity(0, mine)  # inherited by the load generator's processes
+        figures = scenario.run(f"ws://127.0.0.1:{port}", proc.pid, settings)
+    finally:
+        os.sched_setaffinity(0, everything)
+        stop_server(proc)
+    seconds = time.perf_counter() - started
+    return {"figures": figures, "seconds": seconds, "loadavg_1min": os.getloadavg()[0]}
+
+
+def number(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def progress(step: str, scenario: str, app: str, outcome: dict[str, Any]) -> None:
+    if "error" in outcome:
+        detail = f"ERROR {outcome['error']}"
+    else:
+        figures = " ".join(f"{k}={number(v)}" for k, v in outcome["figures"].items())
+        detail = f"{figures} ({outcome['seconds']:.1f} s, load {outcome['loadavg_1min']:.1f})"
+    print(f"[{step}] {scenario:<15} {app:<13} {detail}", flush=True)
+
+
+# -- summary ---------------------------------------------------------------------------------
+
+
+def lower_is_better(metric: str) -> bool:
+    return not (metric.endswith("_per_s") or metric == "delivered")
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """{scenario: {app: {metric: median over rounds}}}; NaN samples are left out."""
+    samples: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for run in runs:
+        for metric, value in run.get("figures", {}).items():
+            if not math.isnan(value):
+                by_app = samples.setdefault(run["scenario"], {}).setdefault(run["app"], {})
+                by_app.setdefault(metric, []).append(value)
+    return {
+        scenario: {
+            app: {metric: statistics.median(values) for metric, values in metrics.items()}
+            for app, metrics in by_app.items()
+        }
+        for scenario, by_app in samples.items()
+    }
+
+
+def ratio(table: dict[str, dict[str, float]], metric: str, other: str) -> float | None:
+    ours = table.get(OURS, {}).get(metric)
+    theirs = table.get(other, {}).get(metric)
+    if ours is None or theirs is None or theirs == 0:
+        return None
+    return ours / theirs
+
+
+def ratios(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for scenario, table in summary.items():
+        metrics = sorted({metric for values in table.values() for metric in values})
+        for metric in metrics:
+            pairs = {f"{OURS}/{other}": ratio(table, metric, other) for other in (REFERENCE, FLOOR)}
+            result.setdefault(scenario, {})[metric] = pairs
+    return result
+
+
+def print_table(summary: dict[str, dict[str, dict[str, float]]], apps: list[str]) -> None:
+    header = ["scenario", "metric", "better", *apps, f"{OURS}/{REFERENCE}", f"{OURS}/{FLOOR}"]
+    rows = [header]
+    for scenario, table in summary.items():
+        metrics = list(dict.fromkeys(m for app in apps for m in table.get(app, {})))
+        for metric in metrics:
+            row = [scenario, metric, "lower" if lower_is_better(metric) else "higher"]
+            row += [number(table.get(app, {}).get(metric)) for app in apps]
+            row += [number(ratio(table, metric, other)) for other in (REFERENCE, FLOOR)]
+            rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    print()
+    print("Medians per scenario and app (ratios: starlette-ws divided by the other app)")
+    for index, row in enumerate(rows):
+        cells = [
+            cell.ljust(width) if column < 3 else cell.rjust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells))
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def clean(value: Any) -> Any:
+    """JSON has no NaN: write null instead."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: clean(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(item) for item in value]
+    return value
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in ("starlette", "fastapi", "uvicorn", "websockets", "uvloop", "httptools"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="starlette-ws vs FastAPI vs bare ASGI")
+    parser.add_argument("--rounds", type=int, default=None, help="default 3 (--quick: 1)")
+    parser.add_argument("--quick", action="store_true", help="short durations: a smoke run")
+    parser.add_argument("--apps", default=",".join(APPS), help="comma-separated subset")
+    parser.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS))
+    parser.add_argument("--out", type=Path, default=RESULTS / "bench.json")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 3)
+    settings = QUICK if args.quick else FULL
+    workers = int(os.environ.get("BENCH_WORKERS", "1"))
+    apps = [app for app in args.apps.split(",") if app in APPS]
+    notes = []
+    for app in list(apps):
+        problem = importable(app)
+        if problem:
+            apps.remove(app)
+            notes.append(f"{app} skipped: {APPS[app]} does not import ({problem})")
+    if workers > 1:
+        notes.append(f"{workers} workers: the reference chat cannot broadcast across processes")
+    for note in notes:
+        print(f"note: {note}", flush=True)
+    wanted = args.scenarios.split(",")
+    scenarios = [s for s in SCENARIOS if s.name in wanted]
+    server_cpus, loadgen_cpus = placement(workers)
+    print(
+        f"{rounds} round(s), {workers} worker(s), server CPUs {server_cpus or 'any'}, "
+        f"load generator CPUs {loadgen_cpus or 'any'}",
+        flush=True,
+    )
+    loadgen.raise_nofile(65536)
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    runs: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for number_ in range(1, rounds + 1):
+        for scenario in scenarios:
+            for app in [app for app in apps if app in scenario.apps]:
+                try:
+                    outcome = run_once(scenario, app, settings, workers, logs)
+                except Exception as error:  # one failed run must not end the study
+                    outcome = {"error": f"{type(error).__name__}: {error}"}
+                progress(f"{number_}/{rounds}", scenario.name, app, outcome)
+                runs.append({"round": number_, "scenario": scenario.name, "app": app, **outcome})
+    summary = medians(runs)
+    print_table(summary, apps)
+    report = {
+        "meta": {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "versions": versions(),
+            "workers": workers,
+            "pinning": {"server": sorted(server_cpus or []), "loadgen": sorted(loadgen_cpus or [])},
+            "rounds": rounds,
+            "settings": asdict(settings),
+            "apps": {app: APPS[app] for app in apps},
+            "notes": notes,
+            "seconds": time.perf_counter() - started,
+        },
+        "runs": runs,
+        "medians": summary,
+        "ratios": ratios(summary),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(clean(report), indent=2) + "\n")
+    print(f"\nraw figures: {args.out} ({time.perf_counter() - started:.0f} s in all)")
+
+
+if __name__ == "__main__":
+    main()

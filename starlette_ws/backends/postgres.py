@@ -1,0 +1,254 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from starlette_ws.backends.base import BackendError, Event, MessageTooLarge
+
+logger = logging.getLogger("starlette_ws.backends.postgres")
+
+# NOTIFY refuses a payload of 8000 bytes or more (the server's default build).
+MAX_PAYLOAD = 8000
+# Channels are identifiers: at most NAMEDATALEN - 1 bytes. LISTEN would truncate a longer
+# name silently while pg_notify() refuses it, so the two would never meet.
+MAX_CHANNEL = 63
+
+# Refused or dropped sockets, timeouts (an OSError too), server errors, closed connections.
+ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class PostgresBackend:
+    """PostgreSQL LISTEN/NOTIFY: one dedicated LISTEN connection, a small pool for NOTIFY.
+
+    `next_published` supervises the LISTEN connection: closed by the server (a restart,
+    `pg_terminate_backend`) or silent past a health check, it is replaced with exponential
+    backoff and jitter and LISTENs again on every current channel. Only one task may be waiting
+    in `next_published` at a time (the hub's listener).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 2.0,
+        retry_min: float = 0.1,
+        retry_max: float = 2.0,
+        health_check: float = 10.0,
+        pool_size: int = 2,
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.retry_min = retry_min
+        self.retry_max = retry_max
+        self.health_check = health_check
+        self.pool_size = pool_size
+        parts = urlsplit(url)
+        self.address = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+        self._channels: set[str] = set()
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        # LISTEN, UNLISTEN and health checks share the listener connection one at a time; the
+        # channel set only changes under this lock, so a new connection never misses a channel.
+        self._lock = asyncio.Lock()
+        self._events: deque[Event] = deque()
+        self._wakeup = asyncio.Event()
+        self._connected = False
+        self._stopped = asyncio.Event()  # set by disconnect(): cuts a backoff pause short
+        self._down_since: float | None = None
+
+    async def connect(self) -> None:
+        """Reach PostgreSQL once; a server that is not there at start-up is a configuration error."""
+        self._connected = True
+        self._stopped.clear()
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=0,  # no background reconnects to keep a floor: publish connects
+                max_size=self.pool_size,
+                timeout=self.timeout,
+                command_timeout=self.timeout,
+                reset=_nothing_to_reset,
+            )
+            await self._listen()
+        except ERRORS as exc:
+            await self.disconnect()
+            raise BackendError(f"PostgreSQL at {self.address} is unreachable: {exc}") from exc
+
+    async def disconnect(self) -> None:
+        """Close everything; a pending `next_published` then raises `BackendError`."""
+        self._connected = False
+        self._stopped.set()
+        self._wakeup.set()
+        listener, self._listener = self._listener, None
+        pool, self._pool = self._pool, None
+        self._events.clear()
+        if listener is not None:
+            try:
+                await listener.close(timeout=self.timeout)
+            except ERRORS:
+                listener.terminate()
+        if pool is not None:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await pool.close()
+            except ERRORS:
+                pool.terminate()
+
+    async def subscribe(self, channel: str) -> None:
+        check_channel(channel)
+        async with self._lock:
+            if channel in self._channels:
+                return
+            self._channels.add(channel)
+            listener = self._listener
+            if listener is not None:
+                try:
+                    # asyncpg quotes the name as an identifier: LISTEN "name" ("" for ").
+                    await listener.add_listener(channel, self._on_notification)
+                except ERRORS as exc:
+                    self._drop_listener(listener, exc)
+
+    async def unsubscribe(self, channel: str) -> None:
+        async with self._lock:
+            if channel not in self._channels:
+                return
+            self._channels.discard(channel)
+            listener = self._listener
+            if listener is not None:
+                try:
+                    await listener.remove_listener(channel, self._on_notification)
+                except ERRORS as exc:
+                    self._drop_listener(listener, exc)
+
+    async def publish(self, channel: str, message: str) -> None:
+        size = len(message.encode())
+        if size >= MAX_PAYLOAD:
+            raise MessageTooLarge(
+                f"message of {size} bytes not sent: PostgreSQL NOTIFY carries under {MAX_PAYLOAD} bytes (UTF-8)"
+            )
+        check_channel(channel)
+        pool = self._pool
+        if pool is None:
+            raise BackendError("the PostgreSQL backend is not connected")
+        try:
+            async with asyncio.timeout(self.timeout * 2):
+                await pool.execute("SELECT pg_notify($1, $2)", channel, message)
+        except ERRORS as exc:
+            raise BackendError(f"cannot publish to PostgreSQL at {self.address}: {exc}") from exc
+
+    async def next_published(self) -> Event:
+        while True:
+            if not self._connected:
+                raise BackendError("the PostgreSQL backend is disconnected")
+            if self._events:
+                return self._events.popleft()
+            if self._listener is None:
+                await self._reconnect()
+                continue
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(self.health_check):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                await self._check_listener()
+
+    async def _reconnect(self) -> None:
+        delay = self.retry_min
+        while self._connected:
+            try:
+                await self._listen()
+            except ERRORS as exc:
+                self._lost(exc)
+                await self._pause(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, self.retry_max)
+                continue
+            if self._down_since is not None:
+                logger.info(
+                    "PostgreSQL at %s is back after %.1f s; listening again on %d channel(s)",
+                    self.address,
+                    time.monotonic() - self._down_since,
+                    len(self._channels),
+                )
+                self._down_since = None
+            return
+
+    async def _listen(self) -> None:
+        """Open the LISTEN connection on every channel wanted now and make it the current one."""
+        listener = await asyncpg.connect(self.url, timeout=self.timeout, command_timeout=self.timeout)
+        try:
+            listener.add_termination_listener(self._on_termination)
+            async with self._lock:
+                for channel in self._channels:
+                    await listener.add_listener(channel, self._on_notification)
+                if not self._connected:  # disconnect() ran meanwhile
+                    listener.terminate()
+                    return
+                self._listener = listener
+        except BaseException:
+            listener.terminate()
+            raise
+
+    async def _check_listener(self) -> None:
+        """Quiet for a while: make sure the connection is alive, not silently cut off."""
+        listener = self._listener
+        if listener is None:
+            return
+        try:
+            async with self._lock:
+                await listener.execute("SELECT 1", timeout=self.timeout)
+        except ERRORS as exc:
+            self._drop_listener(listener, exc)
+
+    def _drop_listener(self, listener: asyncpg.Connection, reason: BaseException | str) -> None:
+        if listener is self._listener:
+            self._listener = None
+            self._lost(reason)
+            self._wakeup.set()
+        listener.terminate()
+
+    def _on_notification(self, listener: asyncpg.Connection, pid: int, channel: str, payload: str) -> None:
+        if channel in self._channels:
+            self._events.append(Event(channel, payload))
+            self._wakeup.set()
+
+    def _on_termination(self, listener: asyncpg.Connection) -> None:
+        if listener is self._listener:
+            self._listener = None
+            self._lost("the server closed the LISTEN connection")
+            self._wakeup.set()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopped.wait()
+
+    def _lost(self, reason: BaseException | str) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            logger.warning(
+                "Lost the LISTEN connection to PostgreSQL at %s (%s); reconnecting",
+                self.address,
+                describe(reason),
+            )
+        else:
+            logger.debug("PostgreSQL at %s still unreachable: %s", self.address, describe(reason))
+
+
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    """Pool connections only run pg_notify(): skip the RESET round trip on every release."""
+
+
+def describe(reason: BaseException | str) -> str:
+    return str(reason) or type(reason).__name__
+
+
+def check_channel(channel: str) -> None:
+    if not channel or "\x00" in channel or len(channel.encode()) > MAX_CHANNEL:
+        raise ValueError(f"PostgreSQL channel names are 1 to {MAX_CHANNEL} UTF-8 bytes, without NUL: {channel!r}")

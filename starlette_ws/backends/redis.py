@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from starlette_ws.backends.base import BackendError, Event
+
+logger = logging.getLogger("starlette_ws.backends.redis")
+
+# redis-py wraps socket failures in its own ConnectionError/TimeoutError (RedisError), but a few
+# paths (connect, close) can still let a bare OSError through; TimeoutError is an OSError.
+ERRORS = (RedisError, OSError)
+
+# Notice a peer that vanished without closing the socket (a cut network) within about 25 s.
+KEEPALIVE = {
+    getattr(socket, name): value
+    for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
+    if hasattr(socket, name)
+}
+
+
+class RedisBackend:
+    """Redis pub/sub: one subscriber connection per process, a small pool for PUBLISH.
+
+    `next_published` supervises the subscriber connection: when Redis goes away it logs the
+    outage once, reconnects with exponential backoff and jitter (`retry_min` doubling up to
+    `retry_max`), subscribes again to every current channel and carries on. Only one task may
+    be waiting in `next_published` at a time (the hub's listener).
+    """
+
+    def __init__(self, url: str, *, timeout: float = 2.0, retry_min: float = 0.1, retry_max: float = 2.0) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.retry_min = retry_min
+        self.retry_max = retry_max
+        parts = urlsplit(url)
+        self.address = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+        self._channels: set[str] = set()
+        self._publisher: Redis | None = None
+        self._subscriber: Redis | None = None
+        self._pubsub: PubSub | None = None
+        self._read: asyncio.Task[dict[str, Any] | None] | None = None
+        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._listening = False
+        self._connected = False
+        self._stopped = asyncio.Event()  # set by disconnect(): cuts a backoff pause short
+        self._down_since: float | None = None
+
+    async def connect(self) -> None:
+        """Reach Redis once; a server that is not there at start-up is a configuration error."""
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.timeout,
+            "socket_keepalive": True,
+            "socket_keepalive_options": KEEPALIVE,
+        }
+        # One quick retry covers a pooled connection that died since its last use; an outage
+        # still fails fast. The subscriber never retries: next_published owns its recovery.
+        self._publisher = Redis.from_url(self.url, retry=Retry(NoBackoff(), 1), **options)
+        self._subscriber = Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), encoding_errors="replace", **options)
+        self._connected = True
+        self._stopped.clear()
+        try:
+            await self._publisher.ping()
+            self._pubsub = await self._open_pubsub()
+        except ERRORS as exc:
+            await self.disconnect()
+            raise BackendError(f"Redis at {self.address} is unreachable: {exc}") from exc
+
+    async def disconnect(self) -> None:
+        """Close everything; a pending `next_published` then raises `BackendError`."""
+        self._connected = False
+        self._stopped.set()
+        pubsub, self._pubsub = self._pubsub, None
+        read, self._read = self._read, None
+        if read is not None:
+            read.cancel()
+            await asyncio.wait({read})
+            if not read.cancelled():
+                read.exception()  # retrieved: asyncio would log it as never retrieved
+        clients = (self._publisher, self._subscriber)
+        self._publisher = self._subscriber = None
+        for confirmation in self._confirmations.values():
+            if not confirmation.done():
+                confirmation.set_result(None)
+        self._confirmations.clear()
+        if pubsub is not None:
+            await _close(pubsub)
+        for client in clients:
+            if client is not None:
+                await client.aclose()
+
+    async def subscribe(self, channel: str) -> None:
+        """Once this returns, messages published on `channel` are delivered.
+
+        The server's confirmation is read by the task in `next_published`; without one, or while
+        Redis is down, the channel is only recorded and the next (re)connection subscribes it.
+        """
+        if channel in self._channels:
+            return
+        self._channels.add(channel)
+        pubsub = self._pubsub
+        if pubsub is None:
+            return
+        confirmation: asyncio.Future[None] | None = None
+        if self._listening:
+            confirmation = asyncio.get_running_loop().create_future()
+            self._confirmations[channel] = confirmation
+        try:
+            await pubsub.subscribe(channel)
+            if confirmation is not None:
+                async with asyncio.timeout(self.timeout):
+                    await confirmation
+        except ERRORS:
+            pass  # the listener sees the outage too, and subscribes again after reconnecting
+        finally:
+            if confirmation is not None and self._confirmations.get(channel) is confirmation:
+                del self._confirmations[channel]
+
+    async def unsubscribe(self, channel: str) -> None:
+        if channel not in self._channels:
+            return
+        self._channels.discard(channel)
+        pubsub = self._pubsub
+        if pubsub is not None:
+            # On failure, the listener reconnects with only the channels still wanted.
+            with contextlib.suppress(*ERRORS):
+                await pubsub.unsubscribe(channel)
+
+    async def publish(self, channel: str, message: str) -> None:
+        publisher = self._publisher
+        if publisher is None:
+            raise BackendError("the Redis backend is not connected")
+        try:
+            async with asyncio.timeout(self.timeout * 2):
+                await publisher.publish(channel, message)
+        except ERRORS as exc:
+            raise BackendError(f"cannot publish to Redis at {self.address}: {exc}") from exc
+
+    async def next_published(self) -> Event:
+        while True:
+            if not self._connected:
+                raise BackendError("the Redis backend is disconnected")
+            pubsub = self._pubsub
+            if pubsub is None:
+                await self._reconnect()
+                continue
+            # The read runs in its own task and survives our cancellation: a message it has
+            # already taken off the socket is returned by the next call instead of being lost.
+            if self._read is None:
+                self._read = asyncio.create_task(pubsub.get_message(timeout=None))
+            read = self._read
+            self._listening = True
+            try:
+                await asyncio.wait({read})
+            finally:
+                self._listening = False
+            self._read = None
+            if read.cancelled():  # by disconnect()
+                continue
+            try:
+                message = read.result()
+            except ERRORS as exc:
+                if pubsub is self._pubsub:
+                    self._pubsub = None
+                    await _close(pubsub)
+                    self._lost(exc)
+                continue
+            if message is None:
+                continue
+            kind, channel = message["type"], message["channel"]
+            if kind == "message" and channel in self._channels:
+                return Event(channel, message["data"])
+            if kind == "subscribe":
+                confirmation = self._confirmations.get(channel)
+                if confirmation is not None and not confirmation.done():
+                    confirmation.set_result(None)
+
+    async def _reconnect(self) -> None:
+        delay = self.retry_min
+        while self._connected:
+            try:
+                pubsub = await self._open_pubsub()
+            except ERRORS as exc:
+                self._lost(exc)
+                await self._pause(random.uniform(delay / 2, delay))
+                delay = min(delay * 2, self.retry_max)
+                continue
+            if not self._connected:  # disconnect() ran while we were connecting
+                await _close(pubsub)
+                return
+            self._pubsub = pubsub
+            if self._down_since is not None:
+                logger.info(
+                    "Redis at %s is back after %.1f s; subscribed again to %d channel(s)",
+                    self.address,
+                    time.monotonic() - self._down_since,
+                    len(self._channels),
+                )
+                self._down_since = None
+            return
+
+    async def _open_pubsub(self) -> PubSub:
+        """A connected PubSub on exactly the channels wanted now, even if they changed meanwhile."""
+        if self._subscriber is None:
+            raise BackendError("the Redis backend is disconnected")
+        pubsub = self._subscriber.pubsub()
+        try:
+            await pubsub.connect()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            subscribed: set[str] = set()
+            while subscribed != self._channels:
+                wanted = set(self._channels)
+                if wanted - subscribed:
+                    await pubsub.subscribe(*(wanted - subscribed))
+                if subscribed - wanted:
+                    await pubsub.unsubscribe(*(subscribed - wanted))
+                subscribed = wanted
+        except BaseException:
+            await _close(pubsub)
+            raise
+        return pubsub
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopped.wait()
+
+    def _lost(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            logger.warning("Lost Redis at %s (%s); reconnecting", self.address, describe(exc))
+        else:
+            logger.debug("Redis at %s still unreachable: %s", self.address, describe(exc))
+
+
+def describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+async def _close(pubsub: PubSub) -> None:
+    with contextlib.suppress(*ERRORS):
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated

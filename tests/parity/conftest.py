@@ -1,0 +1,48 @@
+"""Both implementations under real uvicorn servers, for the parity suite (issue 3).
+
+`ours` serves `starlette_ws.app:app`, `reference` serves the FastAPI twin of the tutorial
+(`comparison.fastapi_app:app`); both run with the same uvicorn options. They are shared by the
+tests that leave the server as they found it. A test that breaks the reference's chat for good
+(a zombie connection left in its list, a broadcast loop stuck on a stalled socket) takes a
+fresh server from `start_server` instead, so the shared one stays trustworthy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+import pytest
+
+from tests.uvicorn_server import UvicornServer
+
+OURS = "starlette_ws.app:app"
+REFERENCE = "comparison.fastapi_app:app"
+
+StartServer = Callable[..., UvicornServer]
+
+
+@pytest.fixture(scope="session")
+def ours() -> Iterator[UvicornServer]:
+    with UvicornServer(OURS) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def reference() -> Iterator[UvicornServer]:
+    with UvicornServer(REFERENCE) as server:
+        yield server
+
+
+@pytest.fixture
+def start_server() -> Iterator[StartServer]:
+    """Start a private server for one test; every server it started is stopped afterwards."""
+    started: list[UvicornServer] = []
+
+    def start(app: str, env: Mapping[str, str] | None = None, args: Sequence[str] = ()) -> UvicornServer:
+        server = UvicornServer(app, env=env, args=args)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in reversed(started):
+        server.__exit__(None, None, None)

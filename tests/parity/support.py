@@ -1,0 +1,248 @@
+"""Clients for the parity suite: what one real socket saw, in a form two servers can be compared by.
+
+Kept here rather than in tests/clients.py so the parity suite owns every detail it compares
+(how long to wait for "nothing more", how a close is recorded, how a raw socket stalls).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from tests.scenarios import Case
+from tests.uvicorn_server import UvicornServer
+
+ERROR_MARKERS = ("Traceback", "ERROR", "Exception in ASGI application")
+QUIET = 0.05  # how long "nothing more arrives" is watched for, on loopback
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """Everything a client saw: a refused handshake (status, body) or the replies and the close."""
+
+    status: int | None = None  # the HTTP status of a refused handshake
+    body: bytes = b""
+    replies: tuple[str, ...] = ()
+    close: tuple[int, str] | None = None  # the close frame received, if the server closed
+
+    @property
+    def refused(self) -> bool:
+        return self.status is not None
+
+
+@contextlib.contextmanager
+def ws_connect(
+    server: UvicornServer, path: str, headers: dict[str, str] | None = None, max_size: int | None = 2**20
+) -> Iterator[ClientConnection]:
+    """A `websockets` sync client, always as a context manager (it warns when left open)."""
+    with connect(
+        server.ws_url + path, additional_headers=headers, open_timeout=5, close_timeout=2, max_size=max_size
+    ) as ws:
+        yield ws
+
+
+def headers_of(case: Case) -> dict[str, str]:
+    headers = dict(case.headers)
+    if case.cookie is not None:
+        headers["cookie"] = case.cookie
+    return headers
+
+
+def closed_with(exc: ConnectionClosed) -> tuple[int, str] | None:
+    """The close frame the server sent; None when the TCP connection just dropped (1006)."""
+    return None if exc.rcvd is None else (exc.rcvd.code, exc.rcvd.reason)
+
+
+def drain(ws: ClientConnection, quiet: float = QUIET) -> tuple[list[str], tuple[int, str] | None, bool]:
+    """Read until `quiet` seconds pass with nothing new: (messages, close frame, connection ended)."""
+    messages: list[str] = []
+    try:
+        while True:
+            messages.append(str(ws.recv(timeout=quiet)))
+    except TimeoutError:
+        return messages, None, False
+    except ConnectionClosed as exc:
+        return messages, closed_with(exc), True
+
+
+def read_replies(ws: ClientConnection, count: int, timeout: float = 5.0) -> tuple[list[str], tuple[int, str] | None]:
+    """Up to `count` messages; stops early at a close."""
+    messages: list[str] = []
+    try:
+        for _ in range(count):
+            messages.append(str(ws.recv(timeout=timeout)))
+    except ConnectionClosed as exc:
+        return messages, closed_with(exc)
+    return messages, None
+
+
+def play(server: UvicornServer, case: Case, quiet: float = QUIET) -> Transcript:
+    """Send the case's messages, read the replies the spec expects, then watch for anything extra."""
+    try:
+        with ws_connect(server, case.path, headers_of(case)) as ws:
+            for message in case.send:
+                ws.send(message)
+            replies, close = read_replies(ws, len(case.replies or ()))
+            if close is None:
+                more, close, _ = drain(ws, quiet)
+                replies += more
+            return Transcript(replies=tuple(replies), close=close)
+    except InvalidStatus as exc:
+        return Transcript(status=exc.response.status_code, body=exc.response.body or b"")
+
+
+def log_has(server: UvicornServer, mark: int, needle: str, timeout: float = 3.0) -> bool:
+    """Whether `needle` shows up in the server's log after `mark` within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if needle in server.log_since(mark):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
+def errors_in(log: str) -> list[str]:
+    return [marker for marker in ERROR_MARKERS if marker in log]
+
+
+def reset(ws: ClientConnection) -> None:
+    """Kill a client's TCP connection with a RST, as a crashed process or a cut cable would."""
+    raw: socket.socket = ws.socket
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raw.close()
+
+
+class Reader(threading.Thread):
+    """Reads a client connection in the background, recording every message and the close."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        super().__init__(daemon=True)
+        self.ws = ws
+        self.messages: list[str] = []
+        self.close: tuple[int, str] | None = None
+        self.ended = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        try:
+            for message in self.ws:
+                self.messages.append(str(message))
+        except ConnectionClosed as exc:
+            self.close = closed_with(exc)
+        except Exception:  # the socket was torn down under us at teardown
+            pass
+        finally:
+            self.ended.set()
+
+    def settle(self, quiet: float = 1.0, timeout: float = 30.0) -> int:
+        """Wait until nothing new has arrived for `quiet` seconds; return the message count."""
+        deadline = time.monotonic() + timeout
+        count, since = len(self.messages), time.monotonic()
+        while time.monotonic() < deadline and not self.ended.is_set():
+            time.sleep(0.05)
+            if len(self.messages) != count:
+                count, since = len(self.messages), time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                break
+        return len(self.messages)
+
+
+class Producer(threading.Thread):
+    """Sends messages from a background thread: a send may block when the server stops reading."""
+
+    def __init__(self, ws: ClientConnection, messages: list[str], pace: float = 0.0) -> None:
+        super().__init__(daemon=True)
+        self.ws = ws
+        self.messages = messages
+        self.pace = pace
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            for message in self.messages:
+                self.ws.send(message)
+                self.sent += 1
+                if self.pace:
+                    time.sleep(self.pace)
+        except Exception as exc:  # the test looks at it when it matters
+            self.error = exc
+
+
+class StalledClient:
+    """A raw WebSocket client that completes the handshake and then never reads (SPEC C).
+
+    The receive buffer is made small before connecting, so the server's writes back up quickly.
+    `reset()` kills it with a RST; `frames()` reads what the server managed to send, up to its
+    close frame.
+    """
+
+    def __init__(self, server: UvicornServer, path: str, rcvbuf: int = 4096) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(5)
+        self.sock.connect(("127.0.0.1", server.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        self.sock.sendall(request.encode())
+        self._buffer = b""
+        while b"\r\n\r\n" not in self._buffer:
+            chunk = self.sock.recv(1)  # one byte at a time: nothing past the handshake is consumed
+            if not chunk:
+                raise ConnectionError("the server closed the connection during the handshake")
+            self._buffer += chunk
+        status_line = self._buffer.split(b"\r\n", 1)[0]
+        if b" 101 " not in status_line:
+            raise ConnectionError(f"handshake refused: {status_line!r}")
+        self._buffer = b""
+
+    def _read(self, count: int) -> bytes:
+        while len(self._buffer) < count:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            self._buffer += chunk
+        data, self._buffer = self._buffer[:count], self._buffer[count:]
+        return data
+
+    def frames(self, timeout: float = 10.0) -> tuple[int, tuple[int, str] | None]:
+        """Read every frame the server sent: (number of text frames, close frame or None)."""
+        self.sock.settimeout(timeout)
+        texts = 0
+        try:
+            while True:
+                first, second = self._read(2)
+                length = second & 0x7F
+                if length == 126:
+                    length = struct.unpack("!H", self._read(2))[0]
+                elif length == 127:
+                    length = struct.unpack("!Q", self._read(8))[0]
+                payload = self._read(length)
+                opcode = first & 0x0F
+                if opcode == 0x8:
+                    code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                    return texts, (code, payload[2:].decode(errors="replace"))
+                if opcode == 0x1:
+                    texts += 1
+        except (EOFError, TimeoutError, OSError):
+            return texts, None
+
+    def reset(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
