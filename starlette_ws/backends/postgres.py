@@ -1,16 +1,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
-import time
 from collections import deque
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from starlette_ws.backends.base import BackendError, Event, MessageTooLarge
+from starlette_ws.backends.retry import Reconnector
 
 logger = logging.getLogger("starlette_ws.backends.postgres")
 
@@ -45,8 +43,6 @@ class PostgresBackend:
     ) -> None:
         self.url = url
         self.timeout = timeout
-        self.retry_min = retry_min
-        self.retry_max = retry_max
         self.health_check = health_check
         self.pool_size = pool_size
         parts = urlsplit(url)
@@ -59,14 +55,22 @@ class PostgresBackend:
         self._lock = asyncio.Lock()
         self._events: deque[Event] = deque()
         self._wakeup = asyncio.Event()
-        self._connected = False
-        self._stopped = asyncio.Event()  # set by disconnect(): cuts a backoff pause short
-        self._down_since: float | None = None
+        self._retry = Reconnector(
+            logger,
+            f"PostgreSQL at {self.address}",
+            retry_min,
+            retry_max,
+            lost=f"the LISTEN connection to PostgreSQL at {self.address}",
+        )
+        self._retry.stopped.set()  # until connect()
+
+    @property
+    def connected(self) -> bool:
+        return not self._retry.stopped.is_set()
 
     async def connect(self) -> None:
         """Reach PostgreSQL once; a server that is not there at start-up is a configuration error."""
-        self._connected = True
-        self._stopped.clear()
+        self._retry.stopped.clear()
         try:
             self._pool = await asyncpg.create_pool(
                 self.url,
@@ -83,8 +87,7 @@ class PostgresBackend:
 
     async def disconnect(self) -> None:
         """Close everything; a pending `next_published` then raises `BackendError`."""
-        self._connected = False
-        self._stopped.set()
+        self._retry.stopped.set()
         self._wakeup.set()
         listener, self._listener = self._listener, None
         pool, self._pool = self._pool, None
@@ -145,12 +148,13 @@ class PostgresBackend:
 
     async def next_published(self) -> Event:
         while True:
-            if not self._connected:
+            if not self.connected:
                 raise BackendError("the PostgreSQL backend is disconnected")
             if self._events:
                 return self._events.popleft()
             if self._listener is None:
-                await self._reconnect()
+                detail = f"listening again on {len(self._channels)} channel(s)"
+                await self._retry.until_back(self._listen, ERRORS, detail)
                 continue
             self._wakeup.clear()
             try:
@@ -158,26 +162,6 @@ class PostgresBackend:
                     await self._wakeup.wait()
             except TimeoutError:
                 await self._check_listener()
-
-    async def _reconnect(self) -> None:
-        delay = self.retry_min
-        while self._connected:
-            try:
-                await self._listen()
-            except ERRORS as exc:
-                self._lost(exc)
-                await self._pause(random.uniform(delay / 2, delay))
-                delay = min(delay * 2, self.retry_max)
-                continue
-            if self._down_since is not None:
-                logger.info(
-                    "PostgreSQL at %s is back after %.1f s; listening again on %d channel(s)",
-                    self.address,
-                    time.monotonic() - self._down_since,
-                    len(self._channels),
-                )
-                self._down_since = None
-            return
 
     async def _listen(self) -> None:
         """Open the LISTEN connection on every channel wanted now and make it the current one."""
@@ -187,7 +171,7 @@ class PostgresBackend:
             async with self._lock:
                 for channel in self._channels:
                     await listener.add_listener(channel, self._on_notification)
-                if not self._connected:  # disconnect() ran meanwhile
+                if not self.connected:  # disconnect() ran meanwhile
                     listener.terminate()
                     return
                 self._listener = listener
@@ -209,7 +193,7 @@ class PostgresBackend:
     def _drop_listener(self, listener: asyncpg.Connection, reason: BaseException | str) -> None:
         if listener is self._listener:
             self._listener = None
-            self._lost(reason)
+            self._retry.lost(reason)
             self._wakeup.set()
         listener.terminate()
 
@@ -221,32 +205,12 @@ class PostgresBackend:
     def _on_termination(self, listener: asyncpg.Connection) -> None:
         if listener is self._listener:
             self._listener = None
-            self._lost("the server closed the LISTEN connection")
+            self._retry.lost("the server closed the LISTEN connection")
             self._wakeup.set()
-
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stopped.wait()
-
-    def _lost(self, reason: BaseException | str) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            logger.warning(
-                "Lost the LISTEN connection to PostgreSQL at %s (%s); reconnecting",
-                self.address,
-                describe(reason),
-            )
-        else:
-            logger.debug("PostgreSQL at %s still unreachable: %s", self.address, describe(reason))
 
 
 async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
     """Pool connections only run pg_notify(): skip the RESET round trip on every release."""
-
-
-def describe(reason: BaseException | str) -> str:
-    return str(reason) or type(reason).__name__
 
 
 def check_channel(channel: str) -> None:

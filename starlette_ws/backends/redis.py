@@ -3,9 +3,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +14,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from starlette_ws.backends.base import BackendError, Event
+from starlette_ws.backends.retry import Reconnector
 
 logger = logging.getLogger("starlette_ws.backends.redis")
 
@@ -43,8 +42,6 @@ class RedisBackend:
     def __init__(self, url: str, *, timeout: float = 2.0, retry_min: float = 0.1, retry_max: float = 2.0) -> None:
         self.url = url
         self.timeout = timeout
-        self.retry_min = retry_min
-        self.retry_max = retry_max
         parts = urlsplit(url)
         self.address = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
         self._channels: set[str] = set()
@@ -54,9 +51,12 @@ class RedisBackend:
         self._read: asyncio.Task[dict[str, Any] | None] | None = None
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._listening = False
-        self._connected = False
-        self._stopped = asyncio.Event()  # set by disconnect(): cuts a backoff pause short
-        self._down_since: float | None = None
+        self._retry = Reconnector(logger, f"Redis at {self.address}", retry_min, retry_max)
+        self._retry.stopped.set()  # until connect()
+
+    @property
+    def connected(self) -> bool:
+        return not self._retry.stopped.is_set()
 
     async def connect(self) -> None:
         """Reach Redis once; a server that is not there at start-up is a configuration error."""
@@ -71,8 +71,7 @@ class RedisBackend:
         # still fails fast. The subscriber never retries: next_published owns its recovery.
         self._publisher = Redis.from_url(self.url, retry=Retry(NoBackoff(), 1), **options)
         self._subscriber = Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), encoding_errors="replace", **options)
-        self._connected = True
-        self._stopped.clear()
+        self._retry.stopped.clear()
         try:
             await self._publisher.ping()
             self._pubsub = await self._open_pubsub()
@@ -82,8 +81,7 @@ class RedisBackend:
 
     async def disconnect(self) -> None:
         """Close everything; a pending `next_published` then raises `BackendError`."""
-        self._connected = False
-        self._stopped.set()
+        self._retry.stopped.set()
         pubsub, self._pubsub = self._pubsub, None
         read, self._read = self._read, None
         if read is not None:
@@ -152,11 +150,12 @@ class RedisBackend:
 
     async def next_published(self) -> Event:
         while True:
-            if not self._connected:
+            if not self.connected:
                 raise BackendError("the Redis backend is disconnected")
             pubsub = self._pubsub
             if pubsub is None:
-                await self._reconnect()
+                detail = f"subscribed again to {len(self._channels)} channel(s)"
+                await self._retry.until_back(self._resubscribe, ERRORS, detail)
                 continue
             # The read runs in its own task and survives our cancellation: a message it has
             # already taken off the socket is returned by the next call instead of being lost.
@@ -177,7 +176,7 @@ class RedisBackend:
                 if pubsub is self._pubsub:
                     self._pubsub = None
                     await _close(pubsub)
-                    self._lost(exc)
+                    self._retry.lost(exc)
                 continue
             if message is None:
                 continue
@@ -189,29 +188,12 @@ class RedisBackend:
                 if confirmation is not None and not confirmation.done():
                     confirmation.set_result(None)
 
-    async def _reconnect(self) -> None:
-        delay = self.retry_min
-        while self._connected:
-            try:
-                pubsub = await self._open_pubsub()
-            except ERRORS as exc:
-                self._lost(exc)
-                await self._pause(random.uniform(delay / 2, delay))
-                delay = min(delay * 2, self.retry_max)
-                continue
-            if not self._connected:  # disconnect() ran while we were connecting
-                await _close(pubsub)
-                return
+    async def _resubscribe(self) -> None:
+        pubsub = await self._open_pubsub()
+        if self.connected:
             self._pubsub = pubsub
-            if self._down_since is not None:
-                logger.info(
-                    "Redis at %s is back after %.1f s; subscribed again to %d channel(s)",
-                    self.address,
-                    time.monotonic() - self._down_since,
-                    len(self._channels),
-                )
-                self._down_since = None
-            return
+        else:  # disconnect() ran while we were connecting
+            await _close(pubsub)
 
     async def _open_pubsub(self) -> PubSub:
         """A connected PubSub on exactly the channels wanted now, even if they changed meanwhile."""
@@ -232,22 +214,6 @@ class RedisBackend:
             await _close(pubsub)
             raise
         return pubsub
-
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stopped.wait()
-
-    def _lost(self, exc: BaseException) -> None:
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            logger.warning("Lost Redis at %s (%s); reconnecting", self.address, describe(exc))
-        else:
-            logger.debug("Redis at %s still unreachable: %s", self.address, describe(exc))
-
-
-def describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 async def _close(pubsub: PubSub) -> None:
