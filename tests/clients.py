@@ -1,9 +1,15 @@
-"""Play a scenario as a tutorial client would, and record what came back."""
+"""Play scenarios as a tutorial client would, and record what came back in a form that two
+servers (or the TestClient and a server) can be compared by."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,18 +19,41 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.scenarios import Case
+from tests.uvicorn_server import UvicornServer
+
+ERROR_MARKERS = ("Traceback", "ERROR", "Exception in ASGI application")
+QUIET = 0.05  # how long "nothing more arrives" is watched for, on loopback
 
 
-@dataclass
-class Outcome:
-    replies: tuple[str, ...] | None  # None: refused before the handshake completed
+@dataclass(frozen=True)
+class Transcript:
+    """Everything a client saw: a refused handshake (status, body) or the replies and the close."""
+
     status: int | None = None  # the HTTP status of a refused handshake
     body: bytes = b""
-    close_code: int | None = None  # under TestClient, a close before accept
+    replies: tuple[str, ...] = ()
+    close: tuple[int, str] | None = None  # the close frame received, if the server closed
+    accepted: bool = True  # False: refused, or (under TestClient) closed before accept
+
+    @property
+    def refused(self) -> bool:
+        return self.status is not None
 
     def detail(self) -> list[dict[str, Any]]:
+        """The error list of our JSON refusal body."""
         detail: list[dict[str, Any]] = json.loads(self.body)["detail"]
         return detail
+
+
+@contextlib.contextmanager
+def ws_connect(
+    server: UvicornServer, path: str, headers: dict[str, str] | None = None, max_size: int | None = 2**20
+) -> Iterator[ClientConnection]:
+    """A `websockets` sync client, always as a context manager (it warns when left open)."""
+    with connect(
+        server.ws_url + path, additional_headers=headers, open_timeout=5, close_timeout=2, max_size=max_size
+    ) as ws:
+        yield ws
 
 
 def headers_of(case: Case) -> dict[str, str]:
@@ -34,44 +63,147 @@ def headers_of(case: Case) -> dict[str, str]:
     return headers
 
 
-def over_testclient(client: TestClient, case: Case) -> Outcome:
+def closed_with(exc: ConnectionClosed) -> tuple[int, str] | None:
+    """The close frame the server sent; None when the TCP connection just dropped (1006)."""
+    return None if exc.rcvd is None else (exc.rcvd.code, exc.rcvd.reason)
+
+
+def drain(ws: ClientConnection, quiet: float = QUIET) -> tuple[list[str], tuple[int, str] | None, bool]:
+    """Read until `quiet` seconds pass with nothing new: (messages, close frame, connection ended)."""
+    messages: list[str] = []
     try:
-        with client.websocket_connect(case.path, headers=headers_of(case)) as ws:
+        while True:
+            messages.append(str(ws.recv(timeout=quiet)))
+    except TimeoutError:
+        return messages, None, False
+    except ConnectionClosed as exc:
+        return messages, closed_with(exc), True
+
+
+def read_replies(ws: ClientConnection, count: int, timeout: float = 5.0) -> tuple[list[str], tuple[int, str] | None]:
+    """Up to `count` messages; stops early at a close."""
+    messages: list[str] = []
+    try:
+        for _ in range(count):
+            messages.append(str(ws.recv(timeout=timeout)))
+    except ConnectionClosed as exc:
+        return messages, closed_with(exc)
+    return messages, None
+
+
+def play(server: UvicornServer, case: Case, quiet: float = QUIET) -> Transcript:
+    """Send the case's messages, read the replies the spec expects, then watch for anything extra."""
+    try:
+        with ws_connect(server, case.path, headers_of(case)) as ws:
             for message in case.send:
-                ws.send_text(message)
-            return Outcome(tuple(ws.receive_text() for _ in case.replies or ()))
-    except WebSocketDenialResponse as denial:
-        return Outcome(None, status=denial.status_code, body=denial.content)
-    except WebSocketDisconnect as exc:
-        return Outcome(None, close_code=exc.code)
-
-
-def open_socket(base_url: str, path: str, headers: dict[str, str] | None = None) -> ClientConnection:
-    return connect(base_url + path, additional_headers=headers, open_timeout=5, close_timeout=2)
-
-
-def over_socket(base_url: str, case: Case, quiet_after: float = 0.05) -> Outcome:
-    """Send, read the expected number of replies, then check that nothing more arrives."""
-    try:
-        ws = open_socket(base_url, case.path, headers_of(case))
+                ws.send(message)
+            replies, close = read_replies(ws, len(case.replies or ()))
+            if close is None:
+                more, close, _ = drain(ws, quiet)
+                replies += more
+            return Transcript(replies=tuple(replies), close=close)
     except InvalidStatus as exc:
-        return Outcome(None, status=exc.response.status_code, body=exc.response.body or b"")
-    with ws:
-        for message in case.send:
-            ws.send(message)
-        replies = [str(ws.recv(timeout=5)) for _ in case.replies or ()]
-        with contextlib.suppress(TimeoutError):
-            replies.append(str(ws.recv(timeout=quiet_after)))
-    return Outcome(tuple(replies))
+        return Transcript(status=exc.response.status_code, body=bytes(exc.response.body or b""), accepted=False)
 
 
-def read_until_closed(ws: ClientConnection, timeout: float = 5) -> tuple[list[str], int | None, str]:
-    """Every message until the server's close frame: (messages, close code, close reason)."""
+def log_has(server: UvicornServer, mark: int, needle: str, timeout: float = 3.0) -> bool:
+    """Whether `needle` shows up in the server's log after `mark` within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if needle in server.log_since(mark):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
+def errors_in(log: str) -> list[str]:
+    return [marker for marker in ERROR_MARKERS if marker in log]
+
+
+def reset(ws: ClientConnection) -> None:
+    """Kill a client's TCP connection with a RST, as a crashed process or a cut cable would."""
+    raw: socket.socket = ws.socket
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raw.close()
+
+
+class Reader(threading.Thread):
+    """Reads a client connection in the background, recording every message and the close."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        super().__init__(daemon=True)
+        self.ws = ws
+        self.messages: list[str] = []
+        self.close: tuple[int, str] | None = None
+        self.ended = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        try:
+            for message in self.ws:
+                self.messages.append(str(message))
+        except ConnectionClosed as exc:
+            self.close = closed_with(exc)
+        except Exception:  # the socket was torn down under us at teardown
+            pass
+        finally:
+            self.ended.set()
+
+    def settle(self, quiet: float = 1.0, timeout: float = 30.0) -> int:
+        """Wait until nothing new has arrived for `quiet` seconds; return the message count."""
+        deadline = time.monotonic() + timeout
+        count, since = len(self.messages), time.monotonic()
+        while time.monotonic() < deadline and not self.ended.is_set():
+            time.sleep(0.05)
+            if len(self.messages) != count:
+                count, since = len(self.messages), time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                break
+        return len(self.messages)
+
+
+class Producer(threading.Thread):
+    """Sends messages from a background thread: a send may block when the server stops reading."""
+
+    def __init__(self, ws: ClientConnection, messages: list[str], pace: float = 0.0) -> None:
+        super().__init__(daemon=True)
+        self.ws = ws
+        self.messages = messages
+        self.pace = pace
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            for message in self.messages:
+                self.ws.send(message)
+                self.sent += 1
+                if self.pace:
+                    time.sleep(self.pace)
+        except Exception as exc:  # the test looks at it when it matters
+            self.error = exc
+
+
+def read_to_close(ws: ClientConnection, timeout: float = 5) -> tuple[list[str], tuple[int, str] | None]:
+    """Every message until the connection ends: (messages, the server's close frame or None)."""
     messages: list[str] = []
     try:
         while True:
             messages.append(str(ws.recv(timeout=timeout)))
-    except ConnectionClosed as closed:
-        if closed.rcvd is None:
-            return messages, None, ""
-        return messages, closed.rcvd.code, closed.rcvd.reason
+    except ConnectionClosed as exc:
+        return messages, closed_with(exc)
+
+
+def over_testclient(client: TestClient, case: Case) -> Transcript:
+    """The same play under Starlette's TestClient (no "nothing more" watch: it has no timeouts)."""
+    try:
+        with client.websocket_connect(case.path, headers=headers_of(case)) as ws:
+            for message in case.send:
+                ws.send_text(message)
+            return Transcript(replies=tuple(ws.receive_text() for _ in case.replies or ()))
+    except WebSocketDenialResponse as denial:
+        return Transcript(status=denial.status_code, body=denial.content, accepted=False)
+    except WebSocketDisconnect as exc:
+        return Transcript(close=(exc.code, exc.reason), accepted=False)

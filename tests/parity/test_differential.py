@@ -27,7 +27,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection
 
 from starlette_ws import params
-from tests.parity.support import Transcript, read_replies, ws_connect
+from tests.clients import Transcript, read_replies, ws_connect
 from tests.uvicorn_server import UvicornServer
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or 0)

@@ -13,7 +13,7 @@ import itertools
 
 import pytest
 
-from tests.parity.support import Transcript, drain, play, read_replies, ws_connect
+from tests.clients import Transcript, drain, play, read_replies, ws_connect
 from tests.scenarios import ALL, Case
 from tests.uvicorn_server import UvicornServer
 

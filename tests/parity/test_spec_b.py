@@ -20,11 +20,9 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.parity.conftest import OURS, REFERENCE, StartServer
-from tests.parity.support import (
+from tests.clients import (
     Producer,
     Reader,
-    StalledClient,
     drain,
     errors_in,
     headers_of,
@@ -32,6 +30,8 @@ from tests.parity.support import (
     read_replies,
     ws_connect,
 )
+from tests.parity.conftest import OURS, REFERENCE, StartServer
+from tests.rawws import StalledClient
 from tests.scenarios import ALL, Case
 from tests.uvicorn_server import UvicornServer
 

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.sync.client import ClientConnection
 
-from tests.clients import open_socket, read_until_closed
+from tests.clients import read_to_close, ws_connect
 from tests.services import PostgresServer, RedisServer
 from tests.uvicorn_server import UvicornServer
 
@@ -65,8 +65,8 @@ def wait_for_subscribers(*servers: UvicornServer, count: int) -> None:
 def test_chat_spans_processes_and_you_wrote_stays_local(pair: tuple[UvicornServer, UvicornServer]) -> None:
     a, b = pair
     assert health(a)["broadcast"] == health(b)["broadcast"] != "memory"
-    with open_socket(a.ws_url, "/ws/1") as one, open_socket(b.ws_url, "/ws/2") as two:
-        with open_socket(b.ws_url, "/ws/3") as three:
+    with ws_connect(a, "/ws/1") as one, ws_connect(b, "/ws/2") as two:
+        with ws_connect(b, "/ws/3") as three:
             wait_for_subscribers(a, b, count=3)
             one.send("hello")
             assert recv_all(one, 2) == ["You wrote: hello", "Client #1 says: hello"]
@@ -97,7 +97,7 @@ def test_chat_survives_a_redis_restart(
     redis_server: RedisServer, redis_pair: tuple[UvicornServer, UvicornServer], outage: float
 ) -> None:
     a, b = redis_pair
-    with open_socket(a.ws_url, "/ws/1") as one, open_socket(b.ws_url, "/ws/2") as two:
+    with ws_connect(a, "/ws/1") as one, ws_connect(b, "/ws/2") as two:
         wait_for_subscribers(a, b, count=2)
         mark = a.log_mark()
         redis_server.stop()
@@ -116,7 +116,7 @@ def test_chat_survives_a_killed_listen_connection(
     postgres_server: PostgresServer, postgres_pair: tuple[UvicornServer, UvicornServer]
 ) -> None:
     a, b = postgres_pair
-    with open_socket(a.ws_url, "/ws/1") as one, open_socket(b.ws_url, "/ws/2") as two:
+    with ws_connect(a, "/ws/1") as one, ws_connect(b, "/ws/2") as two:
         wait_for_subscribers(a, b, count=2)
         assert asyncio.run(terminate_listeners(postgres_server.url)) == 2  # one per uvicorn process
         took = chat_recovers(one, two)
@@ -134,12 +134,12 @@ async def terminate_listeners(url: str) -> int:
 
 def test_postgres_refuses_an_oversize_message_clearly(postgres_pair: tuple[UvicornServer, UvicornServer]) -> None:
     a, _ = postgres_pair
-    with open_socket(a.ws_url, "/ws/1") as one:
+    with ws_connect(a, "/ws/1") as one:
         one.send("z" * 9000)
-        messages, code, reason = read_until_closed(one)
+        messages, close = read_to_close(one)
     assert messages == ["You wrote: " + "z" * 9000]
-    assert code == 1009
-    assert "8000" in reason
+    assert close is not None and close[0] == 1009
+    assert "8000" in close[1]
 
 
 async def join_and_leave(server: UvicornServer, client_id: int) -> None:

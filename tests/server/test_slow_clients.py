@@ -8,8 +8,8 @@ import threading
 import time
 import urllib.request
 
-from tests.clients import open_socket
-from tests.rawws import connect_stalled, drain_to_close
+from tests.clients import ws_connect
+from tests.rawws import StalledClient
 from tests.uvicorn_server import UvicornServer
 
 MESSAGE = "x" * 60_000
@@ -23,12 +23,12 @@ def chat_connections(server: UvicornServer) -> int:
 
 
 def test_client_that_stops_reading_is_cut_off_and_others_get_everything(server: UvicornServer) -> None:
-    stalled = connect_stalled(server.port, "/ws/900")
+    stalled = StalledClient(server, "/ws/900")
     received: dict[int, list[str]] = {901: [], 902: [], 903: []}
     with contextlib.ExitStack() as stack:
-        live = {n: stack.enter_context(open_socket(server.ws_url, f"/ws/{n}")) for n in received}
+        live = {n: stack.enter_context(ws_connect(server, f"/ws/{n}")) for n in received}
         sender = live[903]
-        stack.callback(stalled.close)
+        stack.callback(stalled.reset)
         deadline = time.monotonic() + 30
         while chat_connections(server) < 4 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -46,12 +46,12 @@ def test_client_that_stops_reading_is_cut_off_and_others_get_everything(server: 
         for reader in readers:
             reader.join(60)
         cut_off_count = chat_connections(server)
-        frames, code = drain_to_close(stalled)
+        frames, close = stalled.frames()
 
     expected = [f"Client #903 says: {i:04d}{MESSAGE}" for i in range(COUNT)]
     for n, messages in received.items():
         assert [m for m in messages if m.startswith("Client #903 says")] == expected, n
     assert len([m for m in received[903] if m.startswith("You wrote: ")]) == COUNT
     assert cut_off_count == 3  # the stalled client is no longer in the registry
-    assert code == 1013
+    assert close is not None and close[0] == 1013
     assert frames < COUNT

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.clients import open_socket, over_socket
+from tests.clients import play, ws_connect
 from tests.scenarios import ALL, Case
 from tests.uvicorn_server import UvicornServer
 
@@ -20,7 +20,7 @@ ERROR_MARKERS = ("Traceback", "ERROR", "Exception in ASGI application")
 
 @pytest.mark.parametrize("case", ALL, ids=lambda case: case.id)
 def test_scenario(server: UvicornServer, case: Case) -> None:
-    outcome = over_socket(server.ws_url, case)
+    outcome = play(server, case)
     if not case.refused:
         assert outcome.replies == case.replies
         return
@@ -32,10 +32,10 @@ def test_scenario(server: UvicornServer, case: Case) -> None:
 def test_normal_close_and_binary_frames_log_no_error(server: UvicornServer) -> None:
     mark = server.log_mark()
     for path in ("/ws", "/items/foo/ws?token=t", "/ws/9"):
-        with open_socket(server.ws_url, path) as ws:
+        with ws_connect(server, path) as ws:
             ws.send("one")
             ws.recv(timeout=5)
-        with open_socket(server.ws_url, path) as ws:
+        with ws_connect(server, path) as ws:
             ws.send(b"\x00binary")
             with pytest.raises(ConnectionClosed) as closed:
                 while True:
@@ -48,7 +48,7 @@ def test_normal_close_and_binary_frames_log_no_error(server: UvicornServer) -> N
 
 
 def test_chat_between_clients_and_departure(server: UvicornServer) -> None:
-    with open_socket(server.ws_url, "/ws/101") as one, open_socket(server.ws_url, "/ws/102") as two:
+    with ws_connect(server, "/ws/101") as one, ws_connect(server, "/ws/102") as two:
         one.send("hello")
         assert [one.recv(timeout=5), one.recv(timeout=5)] == ["You wrote: hello", "Client #101 says: hello"]
         assert two.recv(timeout=5) == "Client #101 says: hello"
@@ -59,8 +59,8 @@ def test_chat_between_clients_and_departure(server: UvicornServer) -> None:
 def test_dead_client_does_not_stop_a_broadcast(server: UvicornServer) -> None:
     """A client whose TCP connection is reset mid-chat is dropped; the others still get everything."""
     with contextlib.ExitStack() as stack:
-        live = [stack.enter_context(open_socket(server.ws_url, f"/ws/{n}")) for n in (201, 202)]
-        with open_socket(server.ws_url, "/ws/203") as dead:
+        live = [stack.enter_context(ws_connect(server, f"/ws/{n}")) for n in (201, 202)]
+        with ws_connect(server, "/ws/203") as dead:
             raw: socket.socket = dead.socket
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
             raw.close()
