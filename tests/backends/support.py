@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from starlette_ws.backends import Backend, Event
+import pytest
+
+from starlette_ws.backends import Backend, Event, backend_for_url
 
 T = TypeVar("T")
 
@@ -42,3 +45,30 @@ class Listener:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
+
+
+async def connected(url: str) -> Backend:
+    backend = backend_for_url(url)
+    await backend.connect()
+    return backend
+
+
+async def nothing_within(listener: Listener, seconds: float) -> None:
+    with pytest.raises(TimeoutError):
+        event = await listener.get(within=seconds)
+        pytest.fail(f"unexpected {event}")
+
+
+async def publish_until_heard(pub: Backend, listener: Listener, channel: str, message: str) -> float:
+    """Publish every 50 ms until the listener gets `message`; how long that took."""
+    started = time.monotonic()
+    while True:
+        await pub.publish(channel, message)
+        try:
+            event = await listener.get(within=0.05)
+        except TimeoutError:
+            continue
+        assert event.message == message
+        while not listener.events.empty():
+            listener.events.get_nowait()
+        return time.monotonic() - started
