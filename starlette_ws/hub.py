@@ -46,10 +46,6 @@ class Connection:
         self._finishing = False
         self._expected: deque[tuple[str, asyncio.Future[None]]] = deque()
 
-    @property
-    def queued_bytes(self) -> int:
-        return self._queued_bytes
-
     def send(self, text: str, size: int | None = None) -> None:
         """Queue a message; `size` is its UTF-8 length when the caller already knows it."""
         if not self.open:
