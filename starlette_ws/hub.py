@@ -40,7 +40,7 @@ class Connection:
         self._on_gone: Callable[[Connection], None] | None = on_gone
         self._outbox: deque[tuple[str | Close, int]] = deque()
         self._queued_bytes = 0
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the idle sender's wake-up call
         self._sender = asyncio.create_task(self._send_loop())
         self._closer: asyncio.Task[None] | None = None
         self._finishing = False
@@ -109,13 +109,19 @@ class Connection:
     def _put(self, item: str | Close, size: int) -> None:
         self._outbox.append((item, size))
         self._queued_bytes += size
-        self._ready.set()
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():  # a cancelled sender leaves a cancelled waiter behind
+                waiter.set_result(None)
 
     async def _send_loop(self) -> None:
         try:
+            loop = asyncio.get_running_loop()
             while True:
-                await self._ready.wait()
-                self._ready.clear()
+                if not self._outbox:
+                    self._waiter = loop.create_future()
+                    await self._waiter
                 while self._outbox:
                     item, size = self._outbox.popleft()
                     self._queued_bytes -= size
