@@ -46,9 +46,9 @@ class ChatEndpoint(TextEndpoint):
         except MessageTooLarge as exc:
             await self.close(websocket, status.WS_1009_MESSAGE_TOO_BIG, truncate_utf8(str(exc), MAX_REASON_BYTES))
 
-    async def close(self, websocket: WebSocket, code: int, reason: str) -> None:
+    async def send_close(self, websocket: WebSocket, code: int, reason: str) -> None:
         if self.connection is None:
-            await super().close(websocket, code, reason)
+            await super().send_close(websocket, code, reason)
         else:
             self.connection.finish(code, reason)
 

@@ -28,6 +28,7 @@ logger = logging.getLogger("starlette_ws")
 class TextEndpoint(WebSocketEndpoint):
     encoding = "text"
     params: ClassVar[Sequence[Param]] = ()
+    closing = False
 
     async def dispatch(self) -> None:
         websocket: WebSocket = WebSocket(self.scope, receive=self.receive, send=self.send)
@@ -62,6 +63,8 @@ class TextEndpoint(WebSocketEndpoint):
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return int(message.get("code") or status.WS_1000_NORMAL_CLOSURE)
+            if self.closing:  # we have said goodbye: what arrives before the client's close is ignored
+                continue
             text = message.get("text")
             if text is None:
                 await self.close(websocket, status.WS_1003_UNSUPPORTED_DATA, "Text frames only")
@@ -72,7 +75,12 @@ class TextEndpoint(WebSocketEndpoint):
             await self.on_receive(websocket, text)
 
     async def close(self, websocket: WebSocket, code: int, reason: str) -> None:
-        """End the connection from the server side (an endpoint with an outbox flushes it first)."""
+        """End the connection from the server side; no further message is handled."""
+        self.closing = True
+        await self.send_close(websocket, code, reason)
+
+    async def send_close(self, websocket: WebSocket, code: int, reason: str) -> None:
+        """How the close frame goes out (an endpoint with an outbox flushes it first)."""
         await close_quietly(websocket, code, reason)
 
 
