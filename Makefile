@@ -13,7 +13,7 @@ INSTALLED := $(VENV)/.installed
 
 export BROADCAST_URL MAX_MESSAGE_BYTES
 
-.PHONY: install system-deps run test lint format bench fuzz screenshots clean
+.PHONY: install system-deps run test lint format bench compare fuzz screenshots clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,8 +44,15 @@ format: install
 	$(BIN)/ruff check --fix starlette_ws tests comparison
 
 # Benchmarks (figures and ratios against the FastAPI twin and a bare ASGI app; not tests).
-bench: install
+bench: install system-deps
 	$(BIN)/python -m comparison.bench $(BENCH_ARGS)
+	$(BIN)/python -m comparison.hub_bench $(HUB_BENCH_ARGS)
+
+# Comparison report: benchmark, parity suite, then comparison/REPORT.md and its charts.
+# The report is written even when parity fails; the target then exits with pytest's status.
+compare: bench
+	$(BIN)/python -m pytest tests/parity -q --junitxml=comparison/results/parity.xml; \
+		status=$$?; $(BIN)/python -m comparison.report && exit $$status
 
 FUZZ_EXAMPLES ?= 2000
 fuzz: install

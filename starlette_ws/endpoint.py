@@ -24,6 +24,10 @@ from starlette_ws.settings import Settings
 
 logger = logging.getLogger("starlette_ws")
 
+# What a send to a client that is gone raises: Starlette's disconnect errors, a dropped transport,
+# and uvicorn's RuntimeError for a send after it closed the socket itself (keepalive timeout).
+GONE = (WebSocketDisconnect, RuntimeError, OSError)
+
 
 class TextEndpoint(WebSocketEndpoint):
     encoding = "text"
@@ -93,5 +97,5 @@ async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
     """Close unless already closed; a client that is gone needs no close frame."""
     if websocket.application_state is not WebSocketState.CONNECTED:
         return
-    with contextlib.suppress(WebSocketDisconnect, OSError):
+    with contextlib.suppress(*GONE):
         await websocket.close(code, reason)

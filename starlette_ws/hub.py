@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette import status
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketDisconnected
+from starlette.websockets import WebSocket
 
 from starlette_ws.backends import Backend, BackendError, Event, MessageTooLarge
+from starlette_ws.endpoint import GONE
 
 logger = logging.getLogger("starlette_ws.hub")
 
@@ -129,7 +130,7 @@ class Connection:
                         await self.websocket.close(item.code, item.reason)
                         return
                     await self.websocket.send_text(item)
-        except (WebSocketDisconnect, WebSocketDisconnected, OSError):
+        except GONE:
             pass
         finally:
             self._gone()
@@ -137,7 +138,7 @@ class Connection:
     async def _send_close(self, close: Close) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await self._sender
-        with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected, OSError):
+        with contextlib.suppress(*GONE):
             await self.websocket.close(close.code, close.reason)
 
     def _gone(self) -> None:

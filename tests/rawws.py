@@ -11,8 +11,12 @@ import contextlib
 import os
 import socket
 import struct
+from typing import Protocol
 
-from tests.uvicorn_server import UvicornServer
+
+class HasPort(Protocol):
+    @property
+    def port(self) -> int: ...
 
 
 class StalledClient:
@@ -23,7 +27,7 @@ class StalledClient:
     close frame.
     """
 
-    def __init__(self, server: UvicornServer, path: str, rcvbuf: int = 4096) -> None:
+    def __init__(self, server: HasPort, path: str, rcvbuf: int = 4096) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(5)

@@ -55,3 +55,29 @@ def test_client_that_stops_reading_is_cut_off_and_others_get_everything(server: 
     assert cut_off_count == 3  # the stalled client is no longer in the registry
     assert close is not None and close[0] == 1013
     assert frames < COUNT
+
+
+def test_cut_off_client_that_also_misses_its_pings_logs_no_error() -> None:
+    """Cut off with 1013 while stalled, then timed out by uvicorn's keepalive (it closes with
+    1011 itself), then the socket drains: the close we still had pending must not blow up."""
+    with UvicornServer(args=["--ws-ping-interval", "1", "--ws-ping-timeout", "1"]) as server:
+        stalled = StalledClient(server, "/ws/950")
+        try:
+            with ws_connect(server, "/ws/951") as sender:
+                deadline = time.monotonic() + 10
+                while chat_connections(server) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                for i in range(COUNT):  # until the stalled client's outbox overflows
+                    sender.send(f"{i:04d}{MESSAGE}")
+                    time.sleep(1 / 40)
+                    if chat_connections(server) == 1:
+                        break
+                assert chat_connections(server) == 1
+                time.sleep(3)  # past the ping interval and timeout
+                _, close = stalled.frames()
+        finally:
+            stalled.reset()
+        time.sleep(0.5)
+        log = server.log()
+    assert close is None or close[0] in (1011, 1013)
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log
