@@ -21,18 +21,17 @@ import json
 import math
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from comparison import loadgen
+from comparison import common, loadgen
+from comparison.common import accepts, clean, free_port, number, stop_process
 from comparison.loadgen import Figures
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,13 +107,6 @@ SCENARIOS = [
 # -- servers ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def server_command(module: str, port: int, workers: int) -> list[str]:
     command = [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1"]
     command += ["--port", str(port), "--log-level", "warning"]
@@ -127,11 +119,9 @@ def wait_for_port(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
         if proc.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
+        if accepts(port):
+            return
+        time.sleep(0.05)
     raise RuntimeError(f"server did not accept on port {port} within {START_TIMEOUT} s")
 
 
@@ -149,19 +139,9 @@ def start_server(app: str, port: int, workers: int, cpus: set[int] | None, log: 
     try:
         wait_for_port(proc, port, log)
     except BaseException:
-        stop_server(proc)
+        stop_process(proc, STOP_TIMEOUT)
         raise
     return proc
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
 
 
 def importable(app: str) -> str | None:
@@ -203,19 +183,9 @@ def run_once(scenario: Scenario, app: str, settings: Settings, workers: int, log
         figures = scenario.run(f"ws://127.0.0.1:{port}", proc.pid, settings)
     finally:
         os.sched_setaffinity(0, everything)
-        stop_server(proc)
+        stop_process(proc, STOP_TIMEOUT)
     seconds = time.perf_counter() - started
     return {"figures": figures, "seconds": seconds, "loadavg_1min": os.getloadavg()[0]}
-
-
-def number(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
 
 
 def progress(step: str, scenario: str, app: str, outcome: dict[str, Any]) -> None:
@@ -292,25 +262,8 @@ def print_table(summary: dict[str, dict[str, dict[str, float]]], apps: list[str]
             print("  ".join("-" * width for width in widths))
 
 
-def clean(value: Any) -> Any:
-    """JSON has no NaN: write null instead."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: clean(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(item) for item in value]
-    return value
-
-
 def versions() -> dict[str, str]:
-    found = {}
-    for name in ("starlette", "fastapi", "uvicorn", "websockets", "uvloop", "httptools"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
+    return common.versions(("starlette", "fastapi", "uvicorn", "websockets", "uvloop", "httptools"))
 
 
 # -- main ------------------------------------------------------------------------------------

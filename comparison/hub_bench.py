@@ -30,7 +30,6 @@ import math
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,6 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -49,7 +47,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from comparison import loadgen
+from comparison import common, loadgen
+from comparison.common import HOST, accepts, clean, number, stop_process
 from comparison.loadgen import Figures
 from tests import services
 from tests.rawws import StalledClient
@@ -57,7 +56,6 @@ from tests.rawws import StalledClient
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "comparison" / "results"
 APP = "starlette_ws.app:app"
-HOST = "127.0.0.1"
 MIB = 2**20
 START_TIMEOUT = 30.0  # seconds for uvicorn (every worker) to finish its start-up
 STOP_TIMEOUT = 8.0  # seconds for uvicorn to stop after SIGTERM before it is killed
@@ -209,15 +207,6 @@ def wait_started(server: Server, workers: int) -> None:
     raise RuntimeError(f"server not started within {START_TIMEOUT} s:\n{log_tail(server.log)}")
 
 
-def accepts(port: int) -> bool:
-    """True once the port accepts (one uvicorn process logs its start-up before it binds)."""
-    try:
-        with socket.create_connection((HOST, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 def errors_logged(log: Path) -> float:
     """Lines the server logged at ERROR (an "Exception in ASGI application" is one)."""
     return float(sum(line.startswith("ERROR:") for line in log.read_text(errors="replace").splitlines()))
@@ -233,13 +222,7 @@ def stop_server(server: Server) -> None:
         children = psutil.Process(server.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         children = []
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=STOP_TIMEOUT)
+    stop_process(server.process, STOP_TIMEOUT)
     for child in children:
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
@@ -508,16 +491,6 @@ def stalled_run(settings: Settings, logs: Path) -> dict[str, Any]:
 # -- summary ---------------------------------------------------------------------------------
 
 
-def number(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
-
-
 def progress(step: str, scenario: str, outcome: dict[str, Any]) -> None:
     if "error" in outcome:
         detail = f"ERROR {outcome['error']}"
@@ -624,24 +597,8 @@ def print_stalled(figures: dict[str, float]) -> None:
 # -- report ----------------------------------------------------------------------------------
 
 
-def clean(value: Any) -> Any:
-    """JSON has no NaN: write null instead."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: clean(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [clean(item) for item in value]
-    return value
-
-
 def versions() -> dict[str, str]:
-    found = {}
-    for name in ("starlette", "uvicorn", "websockets", "uvloop", "redis", "asyncpg", "psutil"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
+    found = common.versions(("starlette", "uvicorn", "websockets", "uvloop", "redis", "asyncpg", "psutil"))
     found["redis-server"] = engine_version("redis-server")
     found["postgres"] = engine_version("postgres")
     return found

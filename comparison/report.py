@@ -23,7 +23,6 @@ import math
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ import matplotlib.pyplot as plt
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from websockets.sync.client import connect
+
+from comparison.common import accepts, free_port, number, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPARISON = ROOT / "comparison"
@@ -67,16 +68,6 @@ Medians = dict[str, dict[str, dict[str, float | None]]]  # {scenario: {app: {met
 
 
 # -- small helpers -----------------------------------------------------------------------------
-
-
-def number(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
 
 
 def times(value: float | None, digits: int = 2) -> str:
@@ -689,23 +680,6 @@ def import_time(code: str, runs: int) -> ImportTime:
     return ImportTime(median_or_none(walls), median_or_none(totals))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
-
-
 def wait_until(deadline: float, attempt: Callable[[], bool], process: subprocess.Popen[bytes]) -> None:
     while not attempt():
         if process.poll() is not None:
@@ -713,14 +687,6 @@ def wait_until(deadline: float, attempt: Callable[[], bool], process: subprocess
         if time.monotonic() > deadline:
             raise TimeoutError("the server did not answer in time")
         time.sleep(0.005)
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def echo_once(port: int) -> bool:
@@ -745,12 +711,12 @@ def startup_once(app: str) -> tuple[float, float]:
         )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        wait_until(deadline, lambda: port_open(port), process)
+        wait_until(deadline, lambda: accepts(port), process)
         accepted = time.perf_counter() - started
         wait_until(deadline, lambda: echo_once(port), process)
         return accepted, time.perf_counter() - started
     finally:
-        stop(process)
+        stop_process(process, STOP_TIMEOUT)
 
 
 @dataclass(frozen=True)

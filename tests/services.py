@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.uvicorn_server import free_port
+
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
 
@@ -44,13 +46,6 @@ def require(name: str) -> str:
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str, log: Path) -> None:
