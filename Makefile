@@ -27,6 +27,9 @@ install: $(INSTALLED)
 system-deps:
 	bash scripts/system-deps.sh
 
+# The Host names `make run` answers to (the DNS rebinding guard). HOST=0.0.0.0 stays in the list
+# (the URL uvicorn prints); other machines' names for this one must be added: ALLOWED_HOSTS=...
+run: export ALLOWED_HOSTS ?= $(HOST),localhost,127.0.0.1,[::1]
 run: install
 	$(BIN)/uvicorn starlette_ws.app:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
 		--ws-max-size $(MAX_MESSAGE_BYTES) --timeout-graceful-shutdown $(GRACEFUL_TIMEOUT)

@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 from starlette.templating import Jinja2Templates
 
@@ -13,6 +14,7 @@ from starlette_ws.backends import backend_for_url
 from starlette_ws.chat import ChatEndpoint
 from starlette_ws.echo import EchoEndpoint
 from starlette_ws.health import health
+from starlette_ws.hosts import TrustedHosts
 from starlette_ws.hub import Hub
 from starlette_ws.items import ItemsEndpoint
 from starlette_ws.settings import Settings
@@ -44,7 +46,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         WebSocketRoute("/items/{item_id}/ws", ItemsEndpoint, name="items_ws"),
         WebSocketRoute("/ws/{client_id}", ChatEndpoint, name="chat_ws"),
     ]
-    return Starlette(debug=settings.debug, routes=routes, lifespan=lifespan)
+    middleware = [Middleware(TrustedHosts, allowed_hosts=settings.allowed_hosts)]
+    return Starlette(debug=settings.debug, routes=routes, middleware=middleware, lifespan=lifespan)
 
 
 app = create_app()

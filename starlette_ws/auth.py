@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
+from starlette_ws.hosts import host_allowed
 from starlette_ws.params import Error, missing
 
 NO_CREDENTIALS = "Field required: a 'session' cookie or a 'token' query parameter"
@@ -19,10 +20,13 @@ def cookie_or_token(session: str | None, token: str | None) -> tuple[str | None,
     return session or token, []
 
 
-def origin_errors(origin: str | None, host: str | None, allowed: Sequence[str]) -> list[Error]:
+def origin_errors(
+    origin: str | None, host: str | None, allowed: Sequence[str], allowed_hosts: Sequence[str] = ("*",)
+) -> list[Error]:
     """Cross-site WebSocket hijacking guard: browsers always send Origin, other clients need not.
 
-    With no allow-list only the page's own host may connect (scheme aside, as behind a TLS proxy);
+    With no allow-list only the page's own host may connect (scheme aside, as behind a TLS proxy),
+    and only when that host is one of `allowed_hosts` (a rebound name is its own host too);
     `*` in the list allows every origin.
     """
     if origin is None or "*" in allowed:
@@ -30,7 +34,8 @@ def origin_errors(origin: str | None, host: str | None, allowed: Sequence[str]) 
     if allowed:
         ok = origin.rstrip("/") in {entry.rstrip("/") for entry in allowed}
     else:
-        ok = host is not None and urlsplit(origin).netloc.lower() == host.lower()
+        own = host is not None and urlsplit(origin).netloc.lower() == host.lower()
+        ok = own and host_allowed(host, allowed_hosts)
     if ok:
         return []
     return [{"type": "origin", "loc": ["header", "origin"], "msg": f"Origin not allowed: {origin}", "input": origin}]

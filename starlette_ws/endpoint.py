@@ -37,7 +37,10 @@ class TextEndpoint(WebSocketEndpoint):
     async def dispatch(self) -> None:
         websocket: WebSocket = WebSocket(self.scope, receive=self.receive, send=self.send)
         headers = websocket.headers
-        errors = origin_errors(headers.get("origin"), headers.get("host"), settings_of(websocket).allowed_origins)
+        settings = settings_of(websocket)
+        errors = origin_errors(
+            headers.get("origin"), headers.get("host"), settings.allowed_origins, settings.allowed_hosts
+        )
         if not errors:
             values, errors = resolve(self.params, sources_of(websocket))
             errors = self.admit(websocket, values) + errors

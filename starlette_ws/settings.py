@@ -21,6 +21,9 @@ class Settings:
     chat_rate_per_second: float = 50.0
     chat_rate_burst: int = 200
     allowed_origins: tuple[str, ...] = ()
+    # The names this server answers to (the Host header, port aside); `*` allows any. The default
+    # is this machine by name and address, plus `testserver` for Starlette's TestClient.
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]", "testserver")
     templates_dir: Path = TEMPLATES_DIR
     debug: bool = False
 
@@ -35,6 +38,9 @@ class Settings:
             chat_rate_per_second=config("CHAT_RATE_PER_SECOND", cast=float, default=default.chat_rate_per_second),
             chat_rate_burst=config("CHAT_RATE_BURST", cast=int, default=default.chat_rate_burst),
             allowed_origins=tuple(config("ALLOWED_ORIGINS", cast=CommaSeparatedStrings, default="")),
+            # empty counts as unset: a list that refuses every request is never what was meant
+            allowed_hosts=tuple(config("ALLOWED_HOSTS", cast=CommaSeparatedStrings, default=""))
+            or default.allowed_hosts,
             templates_dir=Path(config("TEMPLATES_DIR", default=str(default.templates_dir))),
             debug=config("DEBUG", cast=bool, default=False),
         )
