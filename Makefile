@@ -8,6 +8,7 @@ WORKERS ?= 1
 BROADCAST_URL ?= memory://
 MAX_MESSAGE_BYTES ?= 65536
 GRACEFUL_TIMEOUT ?= 5
+LOG_CONFIG ?= starlette_ws/logging.json
 PYTEST_ARGS ?=
 INSTALLED := $(VENV)/.installed
 
@@ -32,7 +33,8 @@ system-deps:
 run: export ALLOWED_HOSTS ?= $(HOST),localhost,127.0.0.1,[::1]
 run: install
 	$(BIN)/uvicorn starlette_ws.app:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
-		--ws-max-size $(MAX_MESSAGE_BYTES) --timeout-graceful-shutdown $(GRACEFUL_TIMEOUT)
+		--ws-max-size $(MAX_MESSAGE_BYTES) --timeout-graceful-shutdown $(GRACEFUL_TIMEOUT) \
+		--log-config $(LOG_CONFIG)
 
 test: install system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
