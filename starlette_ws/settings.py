@@ -21,6 +21,9 @@ class Settings:
     chat_rate_per_second: float = 50.0
     chat_rate_burst: int = 200
     allowed_origins: tuple[str, ...] = ()
+    handshake_timeout: float = 10.0
+    ws_drain_timeout: float = 10.0
+    ws_max_fragments: int = 4096
     templates_dir: Path = TEMPLATES_DIR
     debug: bool = False
 
@@ -35,6 +38,9 @@ class Settings:
             chat_rate_per_second=config("CHAT_RATE_PER_SECOND", cast=float, default=default.chat_rate_per_second),
             chat_rate_burst=config("CHAT_RATE_BURST", cast=int, default=default.chat_rate_burst),
             allowed_origins=tuple(config("ALLOWED_ORIGINS", cast=CommaSeparatedStrings, default="")),
+            handshake_timeout=config("HANDSHAKE_TIMEOUT", cast=float, default=default.handshake_timeout),
+            ws_drain_timeout=config("WS_DRAIN_TIMEOUT", cast=float, default=default.ws_drain_timeout),
+            ws_max_fragments=config("WS_MAX_FRAGMENTS", cast=int, default=default.ws_max_fragments),
             templates_dir=Path(config("TEMPLATES_DIR", default=str(default.templates_dir))),
             debug=config("DEBUG", cast=bool, default=False),
         )
