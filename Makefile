@@ -8,6 +8,9 @@ WORKERS ?= 1
 BROADCAST_URL ?= memory://
 MAX_MESSAGE_BYTES ?= 65536
 GRACEFUL_TIMEOUT ?= 5
+# Connections per process; empty: the open-files limit less FD_RESERVE kept for everything else.
+LIMIT_CONCURRENCY ?=
+FD_RESERVE ?= 100
 PYTEST_ARGS ?=
 INSTALLED := $(VENV)/.installed
 
@@ -27,8 +30,14 @@ install: $(INSTALLED)
 system-deps:
 	bash scripts/system-deps.sh
 
+# uvicorn with our protocol classes (starlette_ws/protocol.py); the open-files limit is raised to
+# its hard limit where allowed, and connections are capped below it (503 and a log line past it).
 run: install
-	$(BIN)/uvicorn starlette_ws.app:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
+	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
+	limit="$(LIMIT_CONCURRENCY)"; [ -n "$$limit" ] || limit=$$(( $$(ulimit -n) - $(FD_RESERVE) )); \
+	exec $(BIN)/uvicorn starlette_ws.app:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
+		--http starlette_ws.protocol:HttpProtocol --ws starlette_ws.protocol:WebSocketProtocol \
+		--limit-concurrency "$$limit" \
 		--ws-max-size $(MAX_MESSAGE_BYTES) --timeout-graceful-shutdown $(GRACEFUL_TIMEOUT)
 
 test: install system-deps

@@ -4,8 +4,8 @@
 
 - a head must arrive within `HANDSHAKE_TIMEOUT` seconds, or the connection is closed;
 - a URL over 8 KiB is answered 414, more than 128 headers or 64 KiB of head 431;
-- at `--limit-concurrency` open connections a new one gets 503 and one log line a second says
-  how many were refused (uvicorn's own check skips WebSocket upgrades).
+- at `--limit-concurrency` open connections a new one gets 503 (or, in a flood, is closed at once)
+  and one log line a second says how many were refused (uvicorn's own check skips upgrades).
 
 `WebSocketProtocol` (websockets' sans-I/O implementation, uvicorn's default) carries the sockets:
 
@@ -45,7 +45,8 @@ SETTINGS = Settings.from_environ()
 MAX_URL_BYTES = 8 * 1024  # websockets' own limits on a request line and on the number of headers
 MAX_HEADERS = 128
 MAX_HEAD_BYTES = 64 * 1024
-REFUSAL_LINGER = 1.0  # seconds a refused client has to read our answer before its socket is closed
+REFUSAL_LINGER = 1.0  # seconds a refused client has to send its request, or to read our answer
+REFUSALS_WAITING = 32  # refused connections kept that long at once; past them, closed unanswered
 
 
 def plain_response(status: int, phrase: str, body: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
@@ -62,19 +63,25 @@ def address(client: tuple[str, int] | None) -> str:
 
 
 class RefusalLog:
-    """At most one log line per `interval` seconds about connections refused for the limit."""
+    """At most one log line per `interval` seconds about connections refused for the limit: the
+    first refusal at once, then how many more each interval, for as long as they come."""
 
     def __init__(self, interval: float = 1.0) -> None:
         self.interval = interval
         self.count = 0
-        self.next_line_at = 0.0
+        self.timer: asyncio.TimerHandle | None = None
 
-    def refused(self, now: float, limit: int) -> None:
+    def refused(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self.count += 1
-        if now >= self.next_line_at:
-            logger.warning("Refused %d connection(s) with 503: %d open, the limit", self.count, limit)
+        if self.timer is None:
+            self.flush(loop, limit)
+
+    def flush(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self.timer = None
+        if self.count:
+            logger.warning("Refused %d connection(s): %d open connections is the limit", self.count, limit)
             self.count = 0
-            self.next_line_at = now + self.interval
+            self.timer = loop.call_later(self.interval, self.flush, loop, limit)
 
 
 REFUSALS = RefusalLog()
@@ -103,12 +110,16 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if self.limit_concurrency is not None and len(self.connections) >= self.limit_concurrency:
-            REFUSALS.refused(self.loop.time(), self.limit_concurrency)
-            self.over_limit = True  # answered when its request comes, so the answer is read
-            self.head_timer = self.loop.call_later(REFUSAL_LINGER, self.transport.close)
-        else:
+        limit = self.limit_concurrency
+        if limit is None or len(self.connections) < limit:
             self.start_head()
+            return
+        REFUSALS.refused(self.loop, limit)
+        if len(self.connections) < limit + REFUSALS_WAITING:
+            self.over_limit = True  # answered when its request comes, so that the answer is read
+            self.head_timer = self.loop.call_later(REFUSAL_LINGER, self.transport.close)
+        else:  # a flood: keep no descriptor waiting
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop_head_timer()

@@ -167,7 +167,7 @@ def test_connections_over_the_limit_are_refused_with_503_and_a_log_line() -> Non
             pass
         assert refused.value.response.status_code == 503
         time.sleep(0.2)
-        assert "Refused 1 connection(s) with 503: 4 open, the limit" in server.log_since(mark)
+        assert "Refused 1 connection(s): 4 open connections is the limit" in server.log_since(mark)
 
 
 MESSAGE = "x" * 60_000
