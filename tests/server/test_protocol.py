@@ -6,6 +6,7 @@ Every loop here is bounded in count and time; thresholds are made small through 
 from __future__ import annotations
 
 import contextlib
+import select
 import signal
 import socket
 import struct
@@ -130,6 +131,22 @@ def test_oversized_upgrade_is_answered_and_closed(server: UvicornServer, request
     received, took = answer(server, request_bytes)
     assert received.split(b"\r\n", 1)[0].split(b" ")[1] == status, received[:100]
     assert took < 2
+
+
+def test_endless_header_line_is_answered_431_without_waiting_for_its_end(server: UvicornServer) -> None:
+    """httptools keeps a header line until its end: the head is bounded by the bytes received."""
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(5)
+        sock.sendall(handshake_request("/ws")[:-2] + b"X-Endless: ")
+        for _ in range(256):  # at most 1 MiB, until the server answers
+            sock.sendall(b"e" * 4096)
+            if select.select([sock], [], [], 0.001)[0]:
+                break
+        received = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                received += chunk
+    assert received.startswith(b"HTTP/1.1 431 "), received[:100]
 
 
 @pytest.mark.parametrize("request_bytes", [b"", handshake_request("/ws")[:30]], ids=["nothing", "half-a-head"])
