@@ -22,7 +22,7 @@ class Settings:
     chat_rate_burst: int = 200
     allowed_origins: tuple[str, ...] = ()
     handshake_timeout: float = 10.0
-    ws_drain_timeout: float = 10.0
+    ws_drain_timeout: float = 20.0
     ws_max_fragments: int = 4096
     templates_dir: Path = TEMPLATES_DIR
     debug: bool = False
