@@ -9,6 +9,9 @@ BROADCAST_URL ?= memory://
 MAX_MESSAGE_BYTES ?= 65536
 GRACEFUL_TIMEOUT ?= 5
 LOG_CONFIG ?= starlette_ws/logging.json
+# Connections per process; empty: the open-files limit less FD_RESERVE kept for everything else.
+LIMIT_CONCURRENCY ?=
+FD_RESERVE ?= 100
 PYTEST_ARGS ?=
 INSTALLED := $(VENV)/.installed
 
@@ -31,10 +34,15 @@ system-deps:
 # The Host names `make run` answers to (the DNS rebinding guard). HOST=0.0.0.0 stays in the list
 # (the URL uvicorn prints); other machines' names for this one must be added: ALLOWED_HOSTS=...
 run: export ALLOWED_HOSTS ?= $(HOST),localhost,127.0.0.1,[::1]
+# uvicorn with our protocol classes (starlette_ws/protocol.py); the open-files limit is raised to
+# its hard limit where allowed, and connections are capped below it (503 and a log line past it).
 run: install
-	$(BIN)/uvicorn starlette_ws.app:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
-		--ws-max-size $(MAX_MESSAGE_BYTES) --timeout-graceful-shutdown $(GRACEFUL_TIMEOUT) \
-		--log-config $(LOG_CONFIG)
+	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
+	limit="$(LIMIT_CONCURRENCY)"; [ -n "$$limit" ] || limit=$$(( $$(ulimit -n) - $(FD_RESERVE) )); \
+	exec $(BIN)/uvicorn starlette_ws.app:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
+		--http starlette_ws.protocol:HttpProtocol --ws starlette_ws.protocol:WebSocketProtocol \
+		--limit-concurrency "$$limit" --log-config $(LOG_CONFIG) \
+		--ws-max-size $(MAX_MESSAGE_BYTES) --timeout-graceful-shutdown $(GRACEFUL_TIMEOUT)
 
 test: install system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

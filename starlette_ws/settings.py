@@ -24,6 +24,9 @@ class Settings:
     # The names this server answers to (the Host header, port aside); `*` allows any. The default
     # is this machine by name and address, plus `testserver` for Starlette's TestClient.
     allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]", "testserver")
+    handshake_timeout: float = 10.0
+    ws_drain_timeout: float = 20.0
+    ws_max_fragments: int = 4096
     templates_dir: Path = TEMPLATES_DIR
     debug: bool = False
 
@@ -41,6 +44,9 @@ class Settings:
             # empty counts as unset: a list that refuses every request is never what was meant
             allowed_hosts=tuple(config("ALLOWED_HOSTS", cast=CommaSeparatedStrings, default=""))
             or default.allowed_hosts,
+            handshake_timeout=config("HANDSHAKE_TIMEOUT", cast=float, default=default.handshake_timeout),
+            ws_drain_timeout=config("WS_DRAIN_TIMEOUT", cast=float, default=default.ws_drain_timeout),
+            ws_max_fragments=config("WS_MAX_FRAGMENTS", cast=int, default=default.ws_max_fragments),
             templates_dir=Path(config("TEMPLATES_DIR", default=str(default.templates_dir))),
             debug=config("DEBUG", cast=bool, default=False),
         )

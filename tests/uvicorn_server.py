@@ -13,6 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# uvicorn's protocols as `make run` serves them (starlette_ws/protocol.py), for our app and the
+# FastAPI twin alike; they come first, so a test's own `--http` or `--ws` wins.
+PROTOCOL_ARGS = ("--http", "starlette_ws.protocol:HttpProtocol", "--ws", "starlette_ws.protocol:WebSocketProtocol")
 
 
 def free_port() -> int:
@@ -45,7 +48,7 @@ class UvicornServer:
     ) -> None:
         self.app = app
         self.env = dict(env or {})
-        self.args = list(args)
+        self.args = [*PROTOCOL_ARGS, *args]
         self.port = port or free_port()
         self.log_path = Path(tempfile.mkstemp(prefix="uvicorn-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None

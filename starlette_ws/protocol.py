@@ -1,0 +1,371 @@
+"""uvicorn's protocols, made strict where one client could otherwise hold memory or a socket for good.
+
+`HttpProtocol` (httptools) reads request heads, the WebSocket handshake included:
+
+- a head must arrive within `HANDSHAKE_TIMEOUT` seconds, or the connection is closed;
+- a URL over 8 KiB is answered 414, more than 128 headers or 64 KiB of head 431;
+- at `--limit-concurrency` open connections a new one gets 503 (or, in a flood, is closed at once)
+  and one log line a second says how many were refused (uvicorn's own check skips upgrades).
+
+`WebSocketProtocol` (websockets' sans-I/O implementation, uvicorn's default) carries the sockets:
+
+- while the client leaves our output unread (the write buffer over its high-water mark) nothing
+  more is read from it, so a flood of pings cannot pile up pongs; a client that leaves it unread
+  for `WS_DRAIN_TIMEOUT` seconds is dropped, and so is a closing one whose last bytes never leave;
+- a message of more than `WS_MAX_FRAGMENTS` frames closes with 1009, as websockets' own client does;
+- invalid UTF-8 in a text message closes with 1007 and one log line (it is the client's fault);
+- a handshake websockets refuses itself (414, 431) is answered and closed;
+- on shutdown, a close frame that cannot leave within half the graceful timeout is given up.
+
+Serve with `uvicorn starlette_ws.app:app --http starlette_ws.protocol:HttpProtocol
+--ws starlette_ws.protocol:WebSocketProtocol --limit-concurrency N` (`make run` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, cast
+
+import httptools
+from uvicorn._types import ASGIReceiveEvent, ASGISendEvent, WebSocketScope
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.frames import CloseCode, Frame
+
+from starlette_ws.settings import Settings
+
+logger = logging.getLogger("uvicorn.error")  # uvicorn prints it, and the app's secret filter covers it
+
+SETTINGS = Settings.from_environ()
+MAX_URL_BYTES = 8 * 1024  # websockets' own limits on a request line and on the number of headers
+MAX_HEADERS = 128
+MAX_HEAD_BYTES = 64 * 1024
+REFUSAL_LINGER = 1.0  # seconds a refused client has to send its request, or to read our answer
+REFUSALS_WAITING = 32  # refused connections kept that long at once; past them, closed unanswered
+
+
+def plain_response(status: int, phrase: str, body: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> bytes:
+    """A complete HTTP/1.1 response that closes the connection."""
+    content = body.encode()
+    lines = [f"HTTP/1.1 {status} {phrase}".encode()]
+    lines += [name + b": " + value for name, value in headers]
+    lines += [b"content-type: text/plain; charset=utf-8", b"content-length: %d" % len(content), b"connection: close"]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + content
+
+
+def address(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else ""
+
+
+class RefusalLog:
+    """At most one log line per `interval` seconds about connections refused for the limit: the
+    first refusal at once, then how many more each interval, for as long as they come."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self.count = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def refused(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self.count += 1
+        if self.timer is None:
+            self.flush(loop, limit)
+
+    def flush(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self.timer = None
+        if self.count:
+            logger.warning("Refused %d connection(s): %d open connections is the limit", self.count, limit)
+            self.count = 0
+            self.timer = loop.call_later(self.interval, self.flush, loop, limit)
+
+
+REFUSALS = RefusalLog()
+
+
+class HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing; `HttpProtocol.refusal` says what to answer."""
+
+
+class HttpProtocol(HttpToolsProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.handshake_timeout = SETTINGS.handshake_timeout
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.head_bytes: int | None = None  # bytes received while a request head is unfinished
+        self.head_size = 0  # the URL and headers parsed so far
+        self.refusal: tuple[int, str, str] | None = None
+        self.over_limit = False
+        self.refused = False  # answered and closing: whatever else arrives is dropped
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        limit = self.limit_concurrency
+        if limit is None or len(self.connections) < limit:
+            self.start_head()
+            return
+        REFUSALS.refused(self.loop, limit)
+        if len(self.connections) < limit + REFUSALS_WAITING:
+            self.over_limit = True  # answered when its request comes, so that the answer is read
+            self.head_timer = self.loop.call_later(REFUSAL_LINGER, self.transport.close)
+        else:  # a flood: keep no descriptor waiting
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        if self.over_limit:
+            self.refuse(503, "Service Unavailable", "Too many connections, try again later.\n")
+            return
+        self._unset_keepalive_if_required()
+        if self.head_bytes is not None:
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+        except httptools.HttpParserError:
+            if self.refusal is not None:
+                self.refuse(*self.refusal)
+                return
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+        else:
+            if self.head_bytes is not None and self.head_bytes > MAX_HEAD_BYTES:
+                self.refuse(431, "Request Header Fields Too Large", f"Request head over {MAX_HEAD_BYTES} bytes.\n")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.head_size = 0
+        if self.head_bytes is None:  # a request after the first: its bytes are counted from now
+            self.start_head()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self.head_size += len(url)
+        if len(self.url) > MAX_URL_BYTES:
+            self.refusal = (414, "URI Too Long", f"URL over {MAX_URL_BYTES} bytes.\n")
+            raise HeadTooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self.head_size += len(name) + len(value) + 4
+        if len(self.headers) > MAX_HEADERS:
+            self.refusal = (431, "Request Header Fields Too Large", f"More than {MAX_HEADERS} headers.\n")
+            raise HeadTooLarge
+        if self.head_size > MAX_HEAD_BYTES:
+            self.refusal = (431, "Request Header Fields Too Large", f"Request head over {MAX_HEAD_BYTES} bytes.\n")
+            raise HeadTooLarge
+
+    def on_headers_complete(self) -> None:
+        self.head_bytes = None
+        self.stop_head_timer()
+        super().on_headers_complete()
+
+    def start_head(self) -> None:
+        self.head_bytes = 0
+        self.stop_head_timer()
+        self.head_timer = self.loop.call_later(self.handshake_timeout, self.transport.close)
+
+    def stop_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def refuse(self, status: int, phrase: str, body: str) -> None:
+        """Answer and close, reading (and dropping) what the client still sends for a moment, so
+        that our answer is not lost to a reset of a socket closed with unread data."""
+        if status != 503:
+            logger.info("%s - request refused: %d %s", address(self.client), status, phrase)
+        self.refused = True
+        self.head_bytes = None
+        self.stop_head_timer()
+        self.transport.write(plain_response(status, phrase, body, self.server_state.default_headers))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.head_timer = self.loop.call_later(REFUSAL_LINGER, self.transport.close)
+        else:  # pragma: no cover - TLS
+            self.transport.close()
+
+
+class LingeringTransport(asyncio.Transport):
+    """A connection's transport, except that `close()` gives up on unsent data after `linger`
+    seconds: asyncio's own close waits for the buffer to drain, which a client that never reads
+    never lets happen."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, linger: float) -> None:
+        super().__init__()
+        self.transport = transport
+        self.loop = loop
+        self.linger = linger
+        self.abort_timer: asyncio.TimerHandle | None = None
+
+    def close(self) -> None:
+        self.transport.close()
+        if self.abort_timer is None and self.transport.get_write_buffer_size():
+            self.abort_timer = self.loop.call_later(self.linger, self.transport.abort)
+
+    def forget(self) -> None:
+        if self.abort_timer is not None:
+            self.abort_timer.cancel()
+            self.abort_timer = None
+
+    def abort(self) -> None:
+        self.transport.abort()
+
+    def write(self, data: bytes | bytearray | memoryview[Any]) -> None:
+        self.transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def pause_reading(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self.transport.is_reading()
+
+    def get_write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    transport: LingeringTransport
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.drain_timeout = SETTINGS.ws_drain_timeout
+        self.max_fragments = SETTINGS.ws_max_fragments
+        self.write_paused = False
+        self.drop_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(LingeringTransport(cast(asyncio.Transport, transport), self.loop, self.drain_timeout))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stop_drop_timer()
+        super().connection_lost(exc)
+        self.transport.forget()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            # websockets refused the request itself (414, 431) and has its answer ready
+            self.handshake_initiated = self.handshake_complete = self.close_sent = True
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+
+    # Flow control: stop reading while the client does not read what we write.
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.write_paused = True
+        self.transport.pause_reading()
+        if self.drop_timer is None:
+            self.drop_timer = self.loop.call_later(self.drain_timeout, self.drop)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.write_paused = False
+        self.stop_drop_timer()
+        if not self.read_paused:
+            self.transport.resume_reading()
+
+    def stop_drop_timer(self) -> None:
+        if self.drop_timer is not None:
+            self.drop_timer.cancel()
+            self.drop_timer = None
+
+    def drop(self) -> None:
+        self.drop_timer = None
+        logger.info("%s dropped: output left unread for %g s", self.describe(), self.drain_timeout)
+        self.transport.abort()
+
+    async def receive(self) -> ASGIReceiveEvent:
+        try:
+            return await super().receive()
+        finally:  # the app took a message, so uvicorn resumed reading: not while writes wait
+            if self.write_paused:
+                self.transport.pause_reading()
+
+    async def send(self, message: ASGISendEvent) -> None:
+        try:
+            await super().send(message)
+        finally:  # a close resumes reading to hear the client's reply: not while writes wait
+            if self.write_paused:
+                self.transport.pause_reading()
+
+    # Messages
+
+    def handle_cont(self, event: Frame) -> None:
+        if self.close_sent:
+            return
+        if len(self.frames) >= self.max_fragments:
+            self.frames = []
+            self.fail(CloseCode.MESSAGE_TOO_BIG, "too many fragments")
+            return
+        super().handle_cont(event)
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type != "text" or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            self.fail(CloseCode.INVALID_DATA, f"invalid UTF-8 at position {exc.start}")
+            return
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close for the client's fault: one log line, no traceback."""
+        logger.info("%s closed %d: %s", self.describe(), code, reason)
+        self.conn.fail(code, reason)
+        self.handle_parser_exception()
+
+    def shutdown(self) -> None:
+        graceful = self.config.timeout_graceful_shutdown
+        if graceful is not None:
+            self.transport.linger = min(self.transport.linger, graceful / 2)
+        super().shutdown()
+
+    def describe(self) -> str:
+        scope: WebSocketScope | None = getattr(self, "scope", None)  # set once the handshake is read
+        if scope is None:
+            return address(self.client)
+        return f'{get_client_addr(scope)} - "WebSocket {get_path_with_query_string(scope)}"'
