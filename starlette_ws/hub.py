@@ -25,6 +25,7 @@ logger = logging.getLogger("starlette_ws.hub")
 TOO_SLOW = "Try again later: not reading fast enough"
 FINISH_GRACE = 5.0  # seconds a leaving connection may take to flush a requested close
 OWN_COPY_TIMEOUT = 5.0  # seconds a sender waits for its own broadcast to come back
+RELISTEN = 1.0  # seconds the listener pauses after an unexpected error
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,17 +187,24 @@ class Hub:
         async with self._lock:
             members = self._channels.setdefault(channel, {})
             if not members:
-                await self.backend.subscribe(channel)
+                try:
+                    await self.backend.subscribe(channel)
+                except Exception:  # a backend bug: the chat still works, as in an outage
+                    logger.exception("Subscribing to %r failed", channel)
             members[connection] = channel
         return connection
 
     async def leave(self, connection: Connection) -> None:
+        """Forget a connection; never raises, so the endpoint can still say who left."""
         await connection.discard(grace=FINISH_GRACE)
         async with self._lock:
             for channel, members in list(self._channels.items()):
                 if not members:
                     del self._channels[channel]
-                    await self.backend.unsubscribe(channel)
+                    try:
+                        await self.backend.unsubscribe(channel)
+                    except Exception:
+                        logger.exception("Unsubscribing from %r failed", channel)
 
     async def publish(self, channel: str, message: str) -> bool:
         """Hand a message to the backend; an outage is logged, never raised to the endpoint.
@@ -209,6 +217,9 @@ class Hub:
             raise
         except BackendError as exc:
             logger.error("Broadcast on %r not sent: %s", channel, exc)
+            return False
+        except Exception:  # a backend bug: the sender's socket stays open, as in an outage
+            logger.exception("Broadcast on %r may not have been sent", channel)
             return False
         return True
 
@@ -225,5 +236,14 @@ class Hub:
             connection.send(event.message, size)
 
     async def _listen(self) -> None:
+        """Deliver what the backend receives, for as long as the hub runs.
+
+        The backend handles outages itself; anything else it raises is a bug that must neither
+        end the listener (the process would stop hearing other processes, silently) nor go unseen.
+        """
         while True:
-            self._deliver(await self.backend.next_published())
+            try:
+                self._deliver(await self.backend.next_published())
+            except Exception:
+                logger.exception("Broadcast listener failed; listening again in %g s", RELISTEN)
+                await asyncio.sleep(RELISTEN)

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from starlette_ws.backends.base import BackendError, Event, MessageTooLarge
-from starlette_ws.backends.retry import Reconnector
+from starlette_ws.backends.retry import Reconnector, describe
 
 logger = logging.getLogger("starlette_ws.backends.postgres")
 
@@ -18,8 +18,16 @@ MAX_PAYLOAD = 8000
 # name silently while pg_notify() refuses it, so the two would never meet.
 MAX_CHANNEL = 63
 
-# Refused or dropped sockets, timeouts (an OSError too), server errors, closed connections.
-ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What a dying connection raises:
+# - OSError: a refused, reset or dropped socket; timeouts (asyncio's TimeoutError is an OSError);
+# - PostgresError: the server's own error (AdminShutdownError from pg_terminate_backend or a
+#   shutdown, CannotConnectNowError while it starts, TooManyConnectionsError) and
+#   ConnectionDoesNotExistError, the socket closed in the middle of an operation;
+# - InterfaceError: an operation on a connection asyncpg has closed ("connection is closed");
+# - InternalClientError: the window between the server's FATAL message and the socket close.
+#   asyncpg takes the message while idle as a protocol error and refuses the next operation
+#   ("cannot switch to state ...; another operation is in progress") until the close arrives.
+ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 class PostgresBackend:
@@ -144,7 +152,14 @@ class PostgresBackend:
             async with asyncio.timeout(self.timeout * 2):
                 await pool.execute("SELECT pg_notify($1, $2)", channel, message)
         except ERRORS as exc:
-            raise BackendError(f"cannot publish to PostgreSQL at {self.address}: {exc}") from exc
+            raise BackendError(f"cannot publish to PostgreSQL at {self.address}: {self._reason(exc)}") from exc
+
+    def _reason(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self.timeout:g} s"
+        if isinstance(exc, asyncpg.InternalClientError):
+            return f"connection unusable, likely ended by the server; asyncpg: {describe(exc)}"
+        return describe(exc)
 
     async def next_published(self) -> Event:
         while True:
@@ -190,10 +205,10 @@ class PostgresBackend:
         except ERRORS as exc:
             self._drop_listener(listener, exc)
 
-    def _drop_listener(self, listener: asyncpg.Connection, reason: BaseException | str) -> None:
+    def _drop_listener(self, listener: asyncpg.Connection, exc: BaseException) -> None:
         if listener is self._listener:
             self._listener = None
-            self._retry.lost(reason)
+            self._retry.lost(self._reason(exc))
             self._wakeup.set()
         listener.terminate()
 

@@ -12,6 +12,8 @@ import pytest
 from starlette_ws.backends import MessageTooLarge, backend_for_url
 from starlette_ws.backends.postgres import MAX_PAYLOAD, PostgresBackend
 from tests.backends.support import Listener, connected, publish_until_heard, run
+from tests.proxy import Proxy
+from tests.services import PostgresServer
 
 LOGGER = "starlette_ws.backends.postgres"
 
@@ -194,5 +196,60 @@ def test_silent_listen_connection_is_replaced(postgres_url: str, caplog: pytest.
             await pub.disconnect()
 
     run(main())
+    warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "Lost the LISTEN connection" in warnings[0], warnings
+
+
+@pytest.mark.parametrize("in_the_window", ["health check", "unsubscribe", "subscribe"])
+def test_dying_connection_window_is_an_outage(
+    postgres_server: PostgresServer, postgres_url: str, in_the_window: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Between PostgreSQL's FATAL message and the socket close, asyncpg refuses every operation
+    with InternalClientError. A proxy holds the close back so the LISTEN connection's health
+    check, UNLISTEN or LISTEN lands in that window: the backend must take it as a lost
+    connection (logged once, replaced), never raise it to the hub."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    async def main(proxied: str) -> None:
+        sub = PostgresBackend(proxied, health_check=0.3 if in_the_window == "health check" else 60)
+        await sub.connect()
+        pub = await connected(postgres_url)
+        await sub.subscribe("chat")
+        await sub.subscribe("room")
+        listener = Listener(sub)
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            await pub.publish("chat", "before")
+            assert (await listener.get()).message == "before"
+            pids = await admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+            )
+            assert len(pids) == 1
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pids[0]["pid"])
+            await asyncio.sleep(0.2)  # the FATAL message is in, the close is held back
+            if in_the_window == "unsubscribe":
+                await sub.unsubscribe("room")
+            elif in_the_window == "subscribe":
+                await sub.subscribe("late")
+            else:
+                await asyncio.sleep(0.5)  # a health check runs
+            assert not listener.task.done(), listener.task
+            await publish_until_heard(pub, listener, "chat", "after")
+            if in_the_window == "subscribe":
+                await pub.publish("late", "subscribed in the window")
+                assert (await listener.get()).message == "subscribed in the window"
+            await pub.publish("room", "room")
+            await pub.publish("chat", "marker")
+            expected = ["marker"] if in_the_window == "unsubscribe" else ["room", "marker"]
+            assert [(await listener.get()).message for _ in expected] == expected
+        finally:
+            await admin.close()
+            await listener.stop()
+            await sub.disconnect()
+            await pub.disconnect()
+
+    with Proxy(postgres_server.port, hold_close=2.0) as proxy:
+        run(main(postgres_url.replace(f":{postgres_server.port}/", f":{proxy.port}/")))
+        assert proxy.closes_held >= 1
     warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "Lost the LISTEN connection" in warnings[0], warnings
