@@ -55,14 +55,15 @@ def test_listener_outlives_an_unexpected_error_and_says_so(
         hub = Hub(FaultyBackend(), 1 << 20)
         await hub.start()
         stay, leave = Client(), Client()
-        await hub.join("chat", cast(WebSocket, stay))
+        staying = await hub.join("chat", cast(WebSocket, stay))
         leaving = await hub.join("room", cast(WebSocket, leave))
         try:
             await asyncio.sleep(0.3)  # both failures are behind the listener
             await hub.publish("chat", "still heard")
             assert await asyncio.wait_for(stay.received.get(), 2) == "still heard"
+            assert hub.listening
             await hub.leave(leaving)  # the last one in "room": unsubscribe fails, logged only
-            await hub.publish("chat", "left the room")
+            await hub.broadcast(staying, "chat", "left the room")
             assert await asyncio.wait_for(stay.received.get(), 2) == "left the room"
         finally:
             await hub.stop()

@@ -9,7 +9,7 @@ import time
 import asyncpg
 import pytest
 
-from starlette_ws.backends import MessageTooLarge, backend_for_url
+from starlette_ws.backends import MessageTooLarge, PublishUncertain, backend_for_url
 from starlette_ws.backends.postgres import MAX_PAYLOAD, PostgresBackend
 from tests.backends.support import Listener, connected, publish_until_heard, run
 from tests.proxy import Proxy
@@ -253,3 +253,35 @@ def test_dying_connection_window_is_an_outage(
         assert proxy.closes_held >= 1
     warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "Lost the LISTEN connection" in warnings[0], warnings
+
+
+def test_a_notify_without_an_answer_is_uncertain(postgres_url: str) -> None:
+    """The NOTIFY connection's server process hangs (SIGSTOP): pg_notify() went out, no answer
+    came back, so the publish may still happen; the backend says so, within its timeout."""
+
+    async def main() -> None:
+        pub = PostgresBackend(postgres_url, timeout=0.5, pool_size=1)
+        await pub.connect()
+        admin = await asyncpg.connect(postgres_url)
+        frozen: list[int] = []
+        try:
+            await pub.publish("chat", "first")  # opens the pool's only connection
+            frozen = [
+                row["pid"]
+                for row in await admin.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_notify%' AND pid <> pg_backend_pid()"
+                )
+            ]
+            assert len(frozen) == 1
+            os.kill(frozen[0], signal.SIGSTOP)
+            started = time.monotonic()
+            with pytest.raises(PublishUncertain, match=r"no answer within 0\.5 s"):
+                await pub.publish("chat", "unanswered")
+            assert time.monotonic() - started < 1.0
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+            await admin.close()
+            await pub.disconnect()
+
+    run(main())
