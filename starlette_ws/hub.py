@@ -61,7 +61,9 @@ class Connection:
             return
         self._put(text, size)
         if self._expected and self._expected[0][0] == text:
-            self._expected.popleft()[1].set_result(None)
+            arrived = self._expected.popleft()[1]
+            if not arrived.done():  # cancelled: its sender stopped waiting this very moment
+                arrived.set_result(None)
 
     @contextlib.contextmanager
     def expecting(self, text: str) -> Iterator[asyncio.Future[None]]:
@@ -235,9 +237,10 @@ class Hub:
             sender.publishing = publish
             self._publishing.add(publish)
             publish.add_done_callback(self._publishing.discard)
-            await asyncio.wait({publish}, timeout=deadline - loop.time())
-            if publish.done() and publish.result() and sender.open and self.listening:
-                await asyncio.wait({own_copy}, timeout=max(deadline - loop.time(), 0))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    if await asyncio.shield(publish) and sender.open and self.listening:
+                        await own_copy
 
     async def publish(self, channel: str, message: str) -> bool:
         """Hand a message to the backend; an outage is logged, never raised to the endpoint.
