@@ -29,11 +29,16 @@ class Proxy:
         self._thread = threading.Thread(target=self._loop.run_forever, name="proxy", daemon=True)
         self._server: asyncio.Server | None = None
         self._pumps: set[asyncio.Task[None]] = set()
+        self._released = asyncio.Event()  # set: closes are no longer held (teardown)
 
     def start(self) -> Proxy:
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=5)
         return self
+
+    def release(self) -> None:
+        """Pass closes straight through from now on, including the ones held now."""
+        self._loop.call_soon_threadsafe(self._released.set)
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=5)
@@ -75,8 +80,10 @@ class Proxy:
                 while data := await reader.read(CHUNK):
                     writer.write(data)
                     await writer.drain()
-            if hold:
+            if hold and not self._released.is_set():
                 self.closes_held += 1
-                await asyncio.sleep(hold)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(hold):
+                        await self._released.wait()
         finally:
             writer.close()

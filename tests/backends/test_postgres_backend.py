@@ -210,7 +210,8 @@ def test_dying_connection_window_is_an_outage(
     connection (logged once, replaced), never raise it to the hub."""
     caplog.set_level(logging.INFO, logger=LOGGER)
 
-    async def main(proxied: str) -> None:
+    async def main(proxy: Proxy) -> None:
+        proxied = postgres_url.replace(f":{postgres_server.port}/", f":{proxy.port}/")
         sub = PostgresBackend(proxied, health_check=0.3 if in_the_window == "health check" else 60)
         await sub.connect()
         pub = await connected(postgres_url)
@@ -243,13 +244,14 @@ def test_dying_connection_window_is_an_outage(
             expected = ["marker"] if in_the_window == "unsubscribe" else ["room", "marker"]
             assert [(await listener.get()).message for _ in expected] == expected
         finally:
+            proxy.release()  # so that closing the new connection does not wait
             await admin.close()
             await listener.stop()
             await sub.disconnect()
             await pub.disconnect()
 
     with Proxy(postgres_server.port, hold_close=2.0) as proxy:
-        run(main(postgres_url.replace(f":{postgres_server.port}/", f":{proxy.port}/")))
+        run(main(proxy))
         assert proxy.closes_held >= 1
     warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "Lost the LISTEN connection" in warnings[0], warnings
