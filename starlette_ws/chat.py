@@ -42,7 +42,7 @@ class ChatEndpoint(TextEndpoint):
         self.connection.send(f"You wrote: {data}")
         says = f"Client #{self.client_id} says: {data}"
         try:
-            await self.connection.delivered(says, self.hub.publish(CHANNEL, says))
+            await self.hub.broadcast(self.connection, CHANNEL, says)
         except MessageTooLarge as exc:
             await self.close(websocket, status.WS_1009_MESSAGE_TOO_BIG, truncate_utf8(str(exc), MAX_REASON_BYTES))
 

@@ -10,9 +10,15 @@ from starlette_ws.settings import Settings
 
 
 async def health(request: Request) -> JSONResponse:
-    """Liveness, and this process's chat registry size (what churn tests watch return to zero)."""
+    """Liveness, this process's chat registry size (what churn tests watch return to zero), and
+    whether broadcasts from other processes reach it now (false during an engine outage)."""
     hub: Hub = request.state.hub
     settings: Settings = request.state.settings
     return JSONResponse(
-        {"status": "ok", "chat_connections": len(hub), "broadcast": urlsplit(settings.broadcast_url).scheme}
+        {
+            "status": "ok",
+            "chat_connections": len(hub),
+            "broadcast": urlsplit(settings.broadcast_url).scheme,
+            "listening": hub.listening,
+        }
     )

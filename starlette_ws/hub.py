@@ -11,20 +11,22 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from starlette import status
 from starlette.websockets import WebSocket
 
-from starlette_ws.backends import Backend, BackendError, Event, MessageTooLarge
+from starlette_ws.backends import Backend, BackendError, Event, MessageTooLarge, PublishUncertain
 from starlette_ws.endpoint import GONE
 
 logger = logging.getLogger("starlette_ws.hub")
 
 TOO_SLOW = "Try again later: not reading fast enough"
 FINISH_GRACE = 5.0  # seconds a leaving connection may take to flush a requested close
-OWN_COPY_TIMEOUT = 5.0  # seconds a sender waits for its own broadcast to come back
+HOLD = 0.5  # seconds a sender's next message may wait for its publish and its own copy
+RELISTEN = 1.0  # seconds the listener pauses after an unexpected error
+STOP_GRACE = 2.0  # seconds publishes still in flight get to finish when the hub stops
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class Connection:
         self._closer: asyncio.Task[None] | None = None
         self._finishing = False
         self._expected: deque[tuple[str, asyncio.Future[None]]] = deque()
+        self.publishing: asyncio.Task[bool] | None = None  # this client's latest broadcast
 
     def send(self, text: str, size: int | None = None) -> None:
         """Queue a message; `size` is its UTF-8 length when the caller already knows it."""
@@ -58,22 +61,18 @@ class Connection:
             return
         self._put(text, size)
         if self._expected and self._expected[0][0] == text:
-            self._expected.popleft()[1].set_result(None)
+            arrived = self._expected.popleft()[1]
+            if not arrived.done():  # cancelled: its sender stopped waiting this very moment
+                arrived.set_result(None)
 
-    async def delivered(self, text: str, publish: Awaitable[bool]) -> None:
-        """Run `publish` and wait until its broadcast of `text` is queued here too.
-
-        The sender's own copy comes back through the backend; waiting for it before the next
-        message keeps the reference order (`You wrote: a`, `... says: a`, `You wrote: b`, ...).
-        """
+    @contextlib.contextmanager
+    def expecting(self, text: str) -> Iterator[asyncio.Future[None]]:
+        """A future done once `text` is queued here (or the connection is gone)."""
         arrived = asyncio.get_running_loop().create_future()
         entry = (text, arrived)
         self._expected.append(entry)
         try:
-            if await publish and self.open:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(OWN_COPY_TIMEOUT):
-                        await arrived
+            yield arrived
         finally:
             with contextlib.suppress(ValueError):
                 self._expected.remove(entry)
@@ -162,9 +161,15 @@ class Hub:
         self._channels: dict[str, dict[Connection, str]] = {}
         self._lock = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
+        self._publishing: set[asyncio.Task[bool]] = set()
 
     def __len__(self) -> int:
         return sum(len(members) for members in self._channels.values())
+
+    @property
+    def listening(self) -> bool:
+        """Whether broadcasts from other processes reach this one now."""
+        return self._listener is not None and not self._listener.done() and self.backend.listening
 
     async def start(self) -> None:
         await self.backend.connect()
@@ -175,6 +180,10 @@ class Hub:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
+        if self._publishing:
+            await asyncio.wait(self._publishing, timeout=STOP_GRACE)
+            for task in list(self._publishing):
+                task.cancel()
         for members in list(self._channels.values()):
             for connection in list(members):
                 await connection.discard()
@@ -186,17 +195,52 @@ class Hub:
         async with self._lock:
             members = self._channels.setdefault(channel, {})
             if not members:
-                await self.backend.subscribe(channel)
+                try:
+                    await self.backend.subscribe(channel)
+                except Exception:  # a backend bug: the chat still works, as in an outage
+                    logger.exception("Subscribing to %r failed", channel)
             members[connection] = channel
         return connection
 
     async def leave(self, connection: Connection) -> None:
+        """Forget a connection; never raises, so the endpoint can still say who left."""
         await connection.discard(grace=FINISH_GRACE)
         async with self._lock:
             for channel, members in list(self._channels.items()):
                 if not members:
                     del self._channels[channel]
-                    await self.backend.unsubscribe(channel)
+                    try:
+                        await self.backend.unsubscribe(channel)
+                    except Exception:
+                        logger.exception("Unsubscribing from %r failed", channel)
+
+    async def broadcast(self, sender: Connection, channel: str, message: str) -> None:
+        """Publish a client's message; hold the client until its own copy is back, HOLD s at most.
+
+        Waiting for the copy keeps the reference order (`You wrote: a`, `... says: a`,
+        `You wrote: b`). An engine problem holds the client no longer than HOLD: a publish still
+        waiting for the engine then finishes in the background and logs its outcome, and while
+        it waits the client's next message is not sent (it would arrive out of order). The copy
+        is not waited for while this process is not subscribed: it cannot come back.
+        `MessageTooLarge` is raised: only the sender can be told that its message cannot travel.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HOLD
+        previous = sender.publishing
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous}, timeout=deadline - loop.time())
+            if not previous.done():
+                logger.error("Broadcast on %r not sent: the client's previous one still waits for the engine", channel)
+                return
+        with sender.expecting(message) as own_copy:
+            publish = loop.create_task(self.publish(channel, message))
+            sender.publishing = publish
+            self._publishing.add(publish)
+            publish.add_done_callback(self._publishing.discard)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    if await asyncio.shield(publish) and sender.open and self.listening:
+                        await own_copy
 
     async def publish(self, channel: str, message: str) -> bool:
         """Hand a message to the backend; an outage is logged, never raised to the endpoint.
@@ -207,8 +251,14 @@ class Hub:
             await self.backend.publish(channel, message)
         except MessageTooLarge:
             raise
+        except PublishUncertain as exc:
+            logger.warning("Broadcast on %r may not have been sent: %s", channel, exc)
+            return False
         except BackendError as exc:
             logger.error("Broadcast on %r not sent: %s", channel, exc)
+            return False
+        except Exception:  # a backend bug: the sender's socket stays open, as in an outage
+            logger.exception("Broadcast on %r may not have been sent", channel)
             return False
         return True
 
@@ -225,5 +275,14 @@ class Hub:
             connection.send(event.message, size)
 
     async def _listen(self) -> None:
+        """Deliver what the backend receives, for as long as the hub runs.
+
+        The backend handles outages itself; anything else it raises is a bug that must neither
+        end the listener (the process would stop hearing other processes, silently) nor go unseen.
+        """
         while True:
-            self._deliver(await self.backend.next_published())
+            try:
+                self._deliver(await self.backend.next_published())
+            except Exception:
+                logger.exception("Broadcast listener failed; listening again in %g s", RELISTEN)
+                await asyncio.sleep(RELISTEN)

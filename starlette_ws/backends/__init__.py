@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from starlette_ws.backends.base import Backend, BackendError, Event, MessageTooLarge
+from starlette_ws.backends.base import Backend, BackendError, Event, MessageTooLarge, PublishUncertain
 
-__all__ = ["Backend", "BackendError", "Event", "MessageTooLarge", "backend_for_url"]
+__all__ = ["Backend", "BackendError", "Event", "MessageTooLarge", "PublishUncertain", "backend_for_url"]
 
 
 def backend_for_url(url: str) -> Backend:

@@ -14,6 +14,11 @@ class BackendError(Exception):
     """A publish that the broadcast engine did not take (outage, payload too large, ...)."""
 
 
+class PublishUncertain(BackendError):
+    """The message went out but no answer came back (a timeout, a connection lost while waiting):
+    the engine may or may not have taken it, and may still deliver it."""
+
+
 class MessageTooLarge(BackendError):
     """The engine cannot carry a message this long (PostgreSQL NOTIFY: under 8,000 bytes)."""
 
@@ -23,8 +28,13 @@ class Backend(Protocol):
 
     `next_published` blocks until an event arrives on a subscribed channel; a backend that
     loses its server reconnects and re-subscribes inside it, so the caller never sees an outage.
-    `publish` raises `BackendError` when the message cannot be handed to the engine.
+    `publish` raises `BackendError` when the message was not handed to the engine, and its
+    subclass `PublishUncertain` when it was sent but never confirmed. `listening` is true while
+    this process's subscription is up, so that a message published now comes back to it.
     """
+
+    @property
+    def listening(self) -> bool: ...
 
     async def connect(self) -> None: ...
 

@@ -12,6 +12,10 @@ class MemoryBackend:
         self._channels: set[str] = set()
         self._events: asyncio.Queue[Event] = asyncio.Queue()
 
+    @property
+    def listening(self) -> bool:
+        return True
+
     async def connect(self) -> None:
         pass
 

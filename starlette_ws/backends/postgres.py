@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from urllib.parse import urlsplit
 
 import asyncpg
 
-from starlette_ws.backends.base import BackendError, Event, MessageTooLarge
-from starlette_ws.backends.retry import Reconnector
+from starlette_ws.backends.base import BackendError, Event, MessageTooLarge, PublishUncertain
+from starlette_ws.backends.retry import Reconnector, describe
 
 logger = logging.getLogger("starlette_ws.backends.postgres")
 
@@ -18,8 +19,18 @@ MAX_PAYLOAD = 8000
 # name silently while pg_notify() refuses it, so the two would never meet.
 MAX_CHANNEL = 63
 
-# Refused or dropped sockets, timeouts (an OSError too), server errors, closed connections.
-ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What a dying connection raises:
+# - OSError: a refused, reset or dropped socket; timeouts (asyncio's TimeoutError is an OSError);
+# - PostgresError: the server's own error (AdminShutdownError from pg_terminate_backend or a
+#   shutdown, CannotConnectNowError while it starts, TooManyConnectionsError) and
+#   ConnectionDoesNotExistError, the socket closed in the middle of an operation;
+# - InterfaceError: an operation on a connection asyncpg has closed ("connection is closed");
+# - InternalClientError: the window between the server's FATAL message and the socket close.
+#   asyncpg takes the message while idle as a protocol error and refuses the next operation
+#   ("cannot switch to state ...; another operation is in progress") until the close arrives.
+ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+# Raised after pg_notify() went out without its answer: the server may have committed it.
+UNCONFIRMED = (OSError, asyncpg.ConnectionDoesNotExistError)
 
 
 class PostgresBackend:
@@ -27,8 +38,9 @@ class PostgresBackend:
 
     `next_published` supervises the LISTEN connection: closed by the server (a restart,
     `pg_terminate_backend`) or silent past a health check, it is replaced with exponential
-    backoff and jitter and LISTENs again on every current channel. Only one task may be waiting
-    in `next_published` at a time (the hub's listener).
+    backoff and jitter (up to `retry_max`, a second: the README promises delivery within 2 s of
+    the server's return) and LISTENs again on every current channel. Only one task may be
+    waiting in `next_published` at a time (the hub's listener).
     """
 
     def __init__(
@@ -37,7 +49,7 @@ class PostgresBackend:
         *,
         timeout: float = 2.0,
         retry_min: float = 0.1,
-        retry_max: float = 2.0,
+        retry_max: float = 1.0,
         health_check: float = 10.0,
         pool_size: int = 2,
     ) -> None:
@@ -67,6 +79,10 @@ class PostgresBackend:
     @property
     def connected(self) -> bool:
         return not self._retry.stopped.is_set()
+
+    @property
+    def listening(self) -> bool:
+        return self.connected and self._listener is not None
 
     async def connect(self) -> None:
         """Reach PostgreSQL once; a server that is not there at start-up is a configuration error."""
@@ -141,10 +157,28 @@ class PostgresBackend:
         if pool is None:
             raise BackendError("the PostgreSQL backend is not connected")
         try:
-            async with asyncio.timeout(self.timeout * 2):
-                await pool.execute("SELECT pg_notify($1, $2)", channel, message)
+            connection = await pool.acquire(timeout=self.timeout)
         except ERRORS as exc:
-            raise BackendError(f"cannot publish to PostgreSQL at {self.address}: {exc}") from exc
+            raise BackendError(f"cannot publish to PostgreSQL at {self.address}: {self._reason(exc)}") from exc
+        try:
+            await connection.execute("SELECT pg_notify($1, $2)", channel, message, timeout=self.timeout)
+        except ERRORS as exc:
+            connection.terminate()  # whatever went wrong, its next user would wait on it again
+            # A server error aborts the transaction, and asyncpg's own errors come before the
+            # query is written: only a lost or silent connection leaves the outcome open.
+            if isinstance(exc, UNCONFIRMED):
+                raise PublishUncertain(f"sent to PostgreSQL at {self.address}, then {self._reason(exc)}") from exc
+            raise BackendError(f"cannot publish to PostgreSQL at {self.address}: {self._reason(exc)}") from exc
+        finally:
+            with contextlib.suppress(*ERRORS):
+                await pool.release(connection, timeout=self.timeout)
+
+    def _reason(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self.timeout:g} s"
+        if isinstance(exc, asyncpg.InternalClientError):
+            return f"connection unusable, likely ended by the server; asyncpg: {describe(exc)}"
+        return describe(exc)
 
     async def next_published(self) -> Event:
         while True:
@@ -190,10 +224,10 @@ class PostgresBackend:
         except ERRORS as exc:
             self._drop_listener(listener, exc)
 
-    def _drop_listener(self, listener: asyncpg.Connection, reason: BaseException | str) -> None:
+    def _drop_listener(self, listener: asyncpg.Connection, exc: BaseException) -> None:
         if listener is self._listener:
             self._listener = None
-            self._retry.lost(reason)
+            self._retry.lost(self._reason(exc))
             self._wakeup.set()
         listener.terminate()
 

@@ -11,16 +11,20 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import BusyLoadingError, RedisError, ResponseError
 
-from starlette_ws.backends.base import BackendError, Event
-from starlette_ws.backends.retry import Reconnector
+from starlette_ws.backends.base import BackendError, Event, PublishUncertain
+from starlette_ws.backends.retry import Reconnector, describe
 
 logger = logging.getLogger("starlette_ws.backends.redis")
 
-# redis-py wraps socket failures in its own ConnectionError/TimeoutError (RedisError), but a few
-# paths (connect, close) can still let a bare OSError through; TimeoutError is an OSError.
+# What a dying connection raises. redis-py wraps socket failures in its own ConnectionError
+# (refused, reset, closed by the server, BusyLoadingError while a restarted server loads) and
+# TimeoutError (socket_timeout), both RedisError; a few paths (connect, close, a pooled
+# connection's "Buffer is closed") let a bare OSError through; asyncio's TimeoutError is one.
 ERRORS = (RedisError, OSError)
+# An error reply: the server refused the command, it did not take the message.
+REFUSED = (ResponseError, BusyLoadingError)
 
 # Notice a peer that vanished without closing the socket (a cut network) within about 25 s.
 KEEPALIVE = {
@@ -36,10 +40,11 @@ class RedisBackend:
     `next_published` supervises the subscriber connection: when Redis goes away it logs the
     outage once, reconnects with exponential backoff and jitter (`retry_min` doubling up to
     `retry_max`), subscribes again to every current channel and carries on. Only one task may
-    be waiting in `next_published` at a time (the hub's listener).
+    be waiting in `next_published` at a time (the hub's listener). `retry_max` is a second, so a
+    server back from an outage is in use again within about that (the README promises 2 s).
     """
 
-    def __init__(self, url: str, *, timeout: float = 2.0, retry_min: float = 0.1, retry_max: float = 2.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 2.0, retry_min: float = 0.1, retry_max: float = 1.0) -> None:
         self.url = url
         self.timeout = timeout
         parts = urlsplit(url)
@@ -58,6 +63,10 @@ class RedisBackend:
     def connected(self) -> bool:
         return not self._retry.stopped.is_set()
 
+    @property
+    def listening(self) -> bool:
+        return self.connected and self._pubsub is not None
+
     async def connect(self) -> None:
         """Reach Redis once; a server that is not there at start-up is a configuration error."""
         options: dict[str, Any] = {
@@ -67,9 +76,12 @@ class RedisBackend:
             "socket_keepalive": True,
             "socket_keepalive_options": KEEPALIVE,
         }
-        # One quick retry covers a pooled connection that died since its last use; an outage
-        # still fails fast. The subscriber never retries: next_published owns its recovery.
-        self._publisher = Redis.from_url(self.url, retry=Retry(NoBackoff(), 1), **options)
+        # No retries: a PUBLISH sent again after a timeout is delivered twice once the server
+        # answers. Instead the pool replaces a connection the server closed since its last use
+        # before using it, a check redis-py 8 makes only under RESP2 (under RESP3 it expects
+        # maintenance notifications on idle connections). The subscriber's recovery belongs
+        # to next_published.
+        self._publisher = Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), protocol=2, **options)
         self._subscriber = Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), encoding_errors="replace", **options)
         self._retry.stopped.clear()
         try:
@@ -139,14 +151,27 @@ class RedisBackend:
                 await pubsub.unsubscribe(channel)
 
     async def publish(self, channel: str, message: str) -> None:
+        """PUBLISH on a pooled connection, in steps: a failure before the command is written
+        means "not sent"; after, the server may have taken it (`PublishUncertain`)."""
         publisher = self._publisher
         if publisher is None:
             raise BackendError("the Redis backend is not connected")
+        pool = publisher.connection_pool
+        sent = False
         try:
-            async with asyncio.timeout(self.timeout * 2):
-                await publisher.publish(channel, message)
+            async with asyncio.timeout(self.timeout):
+                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+                try:
+                    sent = True
+                    await connection.send_command("PUBLISH", channel, message)
+                    await connection.read_response()  # on an error it drops the connection itself
+                finally:
+                    await pool.release(connection)
         except ERRORS as exc:
-            raise BackendError(f"cannot publish to Redis at {self.address}: {exc}") from exc
+            reason = f"no answer within {self.timeout:g} s" if isinstance(exc, TimeoutError) else describe(exc)
+            if sent and not isinstance(exc, REFUSED):
+                raise PublishUncertain(f"sent to Redis at {self.address}, then {reason}") from exc
+            raise BackendError(f"cannot publish to Redis at {self.address}: {reason}") from exc
 
     async def next_published(self) -> Event:
         while True:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
 
 from starlette_ws.backends import Backend, Event, backend_for_url
+from tests.services import RedisServer
 
 T = TypeVar("T")
 
@@ -72,3 +75,15 @@ async def publish_until_heard(pub: Backend, listener: Listener, channel: str, me
         while not listener.events.empty():
             listener.events.get_nowait()
         return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def paused(server: RedisServer) -> Iterator[None]:
+    """SIGSTOP the server, SIGCONT on exit: its sockets stay open and nothing answers."""
+    process = server._process
+    assert process is not None, "the server is not running"
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(process.pid, signal.SIGCONT)

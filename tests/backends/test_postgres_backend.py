@@ -9,9 +9,11 @@ import time
 import asyncpg
 import pytest
 
-from starlette_ws.backends import MessageTooLarge, backend_for_url
+from starlette_ws.backends import MessageTooLarge, PublishUncertain, backend_for_url
 from starlette_ws.backends.postgres import MAX_PAYLOAD, PostgresBackend
 from tests.backends.support import Listener, connected, publish_until_heard, run
+from tests.proxy import Proxy
+from tests.services import PostgresServer
 
 LOGGER = "starlette_ws.backends.postgres"
 
@@ -196,3 +198,92 @@ def test_silent_listen_connection_is_replaced(postgres_url: str, caplog: pytest.
     run(main())
     warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "Lost the LISTEN connection" in warnings[0], warnings
+
+
+@pytest.mark.parametrize("in_the_window", ["health check", "unsubscribe", "subscribe"])
+def test_dying_connection_window_is_an_outage(
+    postgres_server: PostgresServer, postgres_url: str, in_the_window: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Between PostgreSQL's FATAL message and the socket close, asyncpg refuses every operation
+    with InternalClientError. A proxy holds the close back so the LISTEN connection's health
+    check, UNLISTEN or LISTEN lands in that window: the backend must take it as a lost
+    connection (logged once, replaced), never raise it to the hub."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+
+    async def main(proxy: Proxy) -> None:
+        proxied = postgres_url.replace(f":{postgres_server.port}/", f":{proxy.port}/")
+        sub = PostgresBackend(proxied, health_check=0.3 if in_the_window == "health check" else 60)
+        await sub.connect()
+        pub = await connected(postgres_url)
+        await sub.subscribe("chat")
+        await sub.subscribe("room")
+        listener = Listener(sub)
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            await pub.publish("chat", "before")
+            assert (await listener.get()).message == "before"
+            pids = await admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+            )
+            assert len(pids) == 1
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pids[0]["pid"])
+            await asyncio.sleep(0.2)  # the FATAL message is in, the close is held back
+            if in_the_window == "unsubscribe":
+                await sub.unsubscribe("room")
+            elif in_the_window == "subscribe":
+                await sub.subscribe("late")
+            else:
+                await asyncio.sleep(0.5)  # a health check runs
+            assert not listener.task.done(), listener.task
+            await publish_until_heard(pub, listener, "chat", "after")
+            if in_the_window == "subscribe":
+                await pub.publish("late", "subscribed in the window")
+                assert (await listener.get()).message == "subscribed in the window"
+            await pub.publish("room", "room")
+            await pub.publish("chat", "marker")
+            expected = ["marker"] if in_the_window == "unsubscribe" else ["room", "marker"]
+            assert [(await listener.get()).message for _ in expected] == expected
+        finally:
+            proxy.release()  # so that closing the new connection does not wait
+            await admin.close()
+            await listener.stop()
+            await sub.disconnect()
+            await pub.disconnect()
+
+    with Proxy(postgres_server.port, hold_close=2.0) as proxy:
+        run(main(proxy))
+        assert proxy.closes_held >= 1
+    warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "Lost the LISTEN connection" in warnings[0], warnings
+
+
+def test_a_notify_without_an_answer_is_uncertain(postgres_url: str) -> None:
+    """The NOTIFY connection's server process hangs (SIGSTOP): pg_notify() went out, no answer
+    came back, so the publish may still happen; the backend says so, within its timeout."""
+
+    async def main() -> None:
+        pub = PostgresBackend(postgres_url, timeout=0.5, pool_size=1)
+        await pub.connect()
+        admin = await asyncpg.connect(postgres_url)
+        frozen: list[int] = []
+        try:
+            await pub.publish("chat", "first")  # opens the pool's only connection
+            frozen = [
+                row["pid"]
+                for row in await admin.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_notify%' AND pid <> pg_backend_pid()"
+                )
+            ]
+            assert len(frozen) == 1
+            os.kill(frozen[0], signal.SIGSTOP)
+            started = time.monotonic()
+            with pytest.raises(PublishUncertain, match=r"no answer within 0\.5 s"):
+                await pub.publish("chat", "unanswered")
+            assert time.monotonic() - started < 1.0
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+            await admin.close()
+            await pub.disconnect()
+
+    run(main())

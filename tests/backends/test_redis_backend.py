@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
-from starlette_ws.backends import backend_for_url
+import pytest
+
+from starlette_ws.backends import BackendError, PublishUncertain, backend_for_url
 from starlette_ws.backends.redis import RedisBackend
-from tests.backends.support import Listener, connected, run
+from tests.backends.support import Listener, connected, nothing_within, paused, run
 from tests.services import RedisServer
 
 LOGGER = "starlette_ws.backends.redis"
@@ -73,5 +76,50 @@ def test_cancel_during_an_outage_then_recover(redis_server: RedisServer, redis_u
         finally:
             await sub.disconnect()
             await pub.disconnect()
+
+    run(main())
+
+
+def test_a_publish_past_its_timeout_is_uncertain_and_never_repeated(redis_server: RedisServer, redis_url: str) -> None:
+    """Redis paused (SIGSTOP): the PUBLISH is written, no answer comes. The backend says the
+    outcome is unknown, and does not send it again: once Redis runs, it is delivered once."""
+
+    async def main() -> None:
+        sub, pub = await connected(redis_url), RedisBackend(redis_url, timeout=0.5)
+        await pub.connect()
+        await sub.subscribe("chat")
+        listener = Listener(sub)
+        try:
+            await pub.publish("chat", "before")
+            assert (await listener.get()).message == "before"
+            with paused(redis_server):
+                started = time.monotonic()
+                with pytest.raises(PublishUncertain, match="no answer"):
+                    await pub.publish("chat", "while paused")
+                assert time.monotonic() - started < 0.8  # one attempt, bounded by the timeout
+                await asyncio.sleep(0.2)
+            assert (await listener.get()).message == "while paused"
+            await nothing_within(listener, 0.5)
+        finally:
+            await listener.stop()
+            await sub.disconnect()
+            await pub.disconnect()
+
+    run(main())
+
+
+def test_a_publish_to_a_stopped_server_is_not_sent(redis_server: RedisServer, redis_url: str) -> None:
+    async def main() -> None:
+        pub = await connected(redis_url)
+        try:
+            await pub.publish("chat", "warm the pool")
+            redis_server.stop()
+            await asyncio.sleep(0.1)  # the pooled connection's close has come in
+            with pytest.raises(BackendError, match="cannot publish") as refused:
+                await pub.publish("chat", "nobody there")
+            assert not isinstance(refused.value, PublishUncertain)
+        finally:
+            await pub.disconnect()
+            redis_server.start()
 
     run(main())
