@@ -230,7 +230,9 @@ class Hub:
         if previous is not None and not previous.done():
             await asyncio.wait({previous}, timeout=deadline - loop.time())
             if not previous.done():
-                logger.error("Broadcast on %r not sent: the client's previous one still waits for the engine", channel)
+                logger.warning(
+                    "Broadcast on %r not sent: the client's previous one still waits for the engine", channel
+                )
                 return
         with sender.expecting(message) as own_copy:
             publish = loop.create_task(self.publish(channel, message))
@@ -255,7 +257,7 @@ class Hub:
             logger.warning("Broadcast on %r may not have been sent: %s", channel, exc)
             return False
         except BackendError as exc:
-            logger.error("Broadcast on %r not sent: %s", channel, exc)
+            logger.warning("Broadcast on %r not sent: %s", channel, exc)
             return False
         except Exception:  # a backend bug: the sender's socket stays open, as in an outage
             logger.exception("Broadcast on %r may not have been sent", channel)
