@@ -80,10 +80,9 @@ async def publish_until_heard(pub: Backend, listener: Listener, channel: str, me
 @contextlib.contextmanager
 def paused(server: RedisServer) -> Iterator[None]:
     """SIGSTOP the server, SIGCONT on exit: its sockets stay open and nothing answers."""
-    process = server._process
-    assert process is not None, "the server is not running"
-    os.kill(process.pid, signal.SIGSTOP)
+    pid = server.pid
+    os.kill(pid, signal.SIGSTOP)
     try:
         yield
     finally:
-        os.kill(process.pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGCONT)
