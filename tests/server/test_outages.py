@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
@@ -24,7 +23,7 @@ from websockets.sync.client import ClientConnection
 from tests.backends.support import paused
 from tests.clients import ws_connect
 from tests.proxy import Proxy
-from tests.server.test_scale_out import health, two_processes, wait_for_subscribers
+from tests.server.test_scale_out import health, terminate_listeners, two_processes, wait_for_subscribers
 from tests.services import PostgresServer, RedisServer
 from tests.uvicorn_server import UvicornServer
 
@@ -180,15 +179,6 @@ def test_paused_redis_holds_no_sender_and_the_log_tells_the_truth(
     assert max(holds) < HOLD_BOUND
     assert not_sent + len(delivered) <= chatter.sent  # nothing logged "not sent" was delivered
     assert "Traceback" not in log
-
-
-async def terminate_listeners(url: str) -> int:
-    connection = await asyncpg.connect(url)
-    try:
-        query = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%'"
-        return len(await connection.fetch(query))
-    finally:
-        await connection.close()
 
 
 def test_postgres_dying_connection_window_keeps_the_process_listening(postgres_server: PostgresServer) -> None:
