@@ -1,4 +1,4 @@
-"""The reference side of the comparison: FastAPI's WebSockets tutorial (SPEC part A).
+"""The reference side of the comparison: FastAPI's WebSockets tutorial (contract part A).
 
 The three tutorial apps (echo, items with dependencies, broadcast chat) in one FastAPI app,
 written the way the tutorial writes them, weaknesses included: the HTML pages hard-code

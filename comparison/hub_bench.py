@@ -1,4 +1,4 @@
-"""Broadcast backends and a client that never reads: the chat hub's figures (issue 4).
+"""Broadcast backends and a client that never reads: the chat hub's figures.
 
 Run from the repository root (``make bench`` runs it after ``comparison.bench``)::
 

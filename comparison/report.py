@@ -10,7 +10,9 @@ three)::
 Everything in the report comes from those files, from the sources in this repository, from the
 installed distributions' metadata, and from measurements this script takes itself (import and
 start-up times). Nothing in REPORT.md is written by hand: the one free-text section, "What costs
-what", is comparison/notes.md included verbatim when it exists.
+what", is comparison/notes.md included verbatim when it exists. The parity table's rows are those of
+the behaviour contract, docs/behaviour.md. Every path the report prints is relative to the
+repository (a file outside it is named by its file name alone).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ REPORT = COMPARISON / "REPORT.md"
 NOTES = COMPARISON / "notes.md"
 FASTAPI_APP = COMPARISON / "fastapi_app.py"
 PACKAGE = ROOT / "starlette_ws"
-SPEC_CANDIDATES = (ROOT / "SPEC.md", ROOT.parent / "shared" / "SPEC.md")  # the contract lives beside the repo
+CONTRACT = ROOT / "docs" / "behaviour.md"
 
 OURS, REFERENCE, FLOOR = "starlette-ws", "fastapi", "bare"
 APPS = {OURS: "starlette_ws.app", REFERENCE: "comparison.fastapi_app", FLOOR: "comparison.bare_app"}
@@ -86,10 +88,22 @@ def one_line(text: str) -> str:
 
 
 def relative(path: Path) -> str:
+    """`path` from the repository's root; a file outside the repository by its name alone."""
     try:
         return str(path.resolve().relative_to(ROOT))
     except ValueError:
-        return str(path)
+        return path.name
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/([\w.+-]+)/(?:[\w.+-]+/)*(?=[\w.+-])")
+
+
+def scrub(text: str) -> str:
+    """Free text from elsewhere (an exception, a benchmark's error) without absolute paths: the
+    repository's own made relative, any other file cut down to its name. Only paths under a
+    directory this machine has at its root count (`/usr/...`, not the URL path `/items/foo/ws`)."""
+    text = text.replace(f"{ROOT}{os.sep}", "").replace(str(ROOT), ".")
+    return ABSOLUTE_PATH.sub(lambda match: "" if Path("/", match[1]).is_dir() else match[0], text)
 
 
 def median_or_none(values: Sequence[float]) -> float | None:
@@ -109,9 +123,23 @@ class TestRun:
 
 @dataclass(frozen=True)
 class Label:
-    part: str  # "A", "B" or "" (no SPEC label)
-    keys: tuple[str, ...]  # A groups ("A1", ...) or the B row's case name
+    part: str  # "A", "B" or "" (no contract label)
+    keys: tuple[str, ...]  # A groups ("A1", ...) or the B row's id ("B7")
     description: str
+
+
+@dataclass(frozen=True)
+class BRow:
+    name: str
+    tests: tuple[str, ...]  # where the contract says the row is tested
+
+
+@dataclass(frozen=True)
+class Contract:
+    source: str  # the file, relative to the repository
+    found: bool
+    groups: dict[str, str]  # {"A1": "Echo — `WS /ws`", ...}
+    b_rows: dict[str, BRow]  # {"B1": BRow("rejection body", ...), ...}, in the contract's order
 
 
 @dataclass
@@ -129,7 +157,7 @@ class Parity:
     rows: list[ParityRow]
     timestamp: str
     source: str
-    spec: str
+    contract: Contract
 
 
 def outcome_of(case: ET.Element) -> str:
@@ -165,8 +193,8 @@ def module_docstrings(module: str) -> dict[str, str]:
     return found
 
 
-B_LABEL = re.compile(r'^SPEC B "(?P<row>[^"]+)"\s*[:,]?\s*')
-A_LABEL = re.compile(r"^SPEC (?P<refs>A\d(?:\s*(?:-|–|,|and|\(and)\s*A\d\)?)*)\s*[:,]?\s*")
+B_LABEL = re.compile(r'^Contract (?P<row>B\d+)(?:\s+"(?P<name>[^"]+)")?\s*[:,]?\s*')
+A_LABEL = re.compile(r"^Contract (?P<refs>A\d(?:\s*(?:-|–|,|and|\(and)\s*A\d\)?)*)\s*[:,]?\s*")
 A_REF = re.compile(r"A(\d)(?:\s*[-–]\s*A(\d))?")
 
 
@@ -179,7 +207,8 @@ def a_groups(refs: str) -> tuple[str, ...]:
 
 
 def label(docstring: str) -> Label:
-    """Which SPEC group or row a test's docstring names, and what it says each side does."""
+    """Which contract group or row a test's docstring names (`Contract A3: ...`, `Contract B7 "one slow
+    client": ...`), and what it says each side does."""
     paragraph = one_line(docstring.split("\n\n")[0])
     if match := B_LABEL.match(paragraph):
         return Label("B", (match["row"],), paragraph[match.end() :])
@@ -188,26 +217,22 @@ def label(docstring: str) -> Label:
     return Label("", (), paragraph)
 
 
-def find_spec(explicit: Path | None) -> Path | None:
-    candidates = [explicit] if explicit else list(SPEC_CANDIDATES)
-    return next((path for path in candidates if path.exists()), None)
+B_ROW = re.compile(r"^\|\s*(B\d+)\s*\|\s*([^|]+?)\s*\|")
 
 
-def spec_sections(spec: Path | None) -> tuple[dict[str, str], list[str]]:
-    """({"A1": "Echo — `WS /ws`", ...}, [B row case names in order]) from SPEC.md, if there is one."""
-    if spec is None:
-        return {}, []
-    text = spec.read_text()
+def read_contract(path: Path) -> Contract:
+    """Part A's groups (`### A1. Echo — ...` headings) and part B's rows (table lines `| B1 | name |
+    ... | tests |`, the last cell naming the test files) of the behaviour contract."""
+    if not path.exists():
+        return Contract(relative(path), False, {}, {})
+    text = path.read_text()
     groups = {m[1]: m[2].strip() for m in re.finditer(r"^### (A\d)\.\s*(.+)$", text, re.M)}
-    part_b = text.split("## B.", 1)[1].split("\n## ", 1)[0] if "## B." in text else ""
-    rows = [line.split("|")[1].strip() for line in part_b.splitlines() if line.startswith("|")]
-    return groups, [row for row in rows[2:] if row]  # after the header and the rule
-
-
-def b_row(name: str, rows: Sequence[str]) -> str:
-    """The SPEC B row a docstring's quoted name means: `one client floods the chat` is the row
-    `one client floods the chat (each message costs N deliveries)`."""
-    return next((row for row in rows if row == name or row.startswith(f"{name} (")), name)
+    b_rows = {}
+    for line in text.splitlines():
+        if match := B_ROW.match(line):
+            tests = re.findall(r"`(tests/[^`]*)`", line.rstrip().rstrip("|").rsplit("|", 1)[-1])
+            b_rows[match[1]] = BRow(match[2], tuple(tests))
+    return Contract(relative(path), True, groups, b_rows)
 
 
 def first_word(text: str) -> str:
@@ -226,13 +251,12 @@ def case_groups(run: TestRun, keys: tuple[str, ...], titles: dict[str, str], wor
     return mine or tuple(key for key, word in title_words.items() if word not in words) or keys
 
 
-def parity_rows(runs: list[TestRun], spec: Path | None) -> list[ParityRow]:
-    groups, b_rows = spec_sections(spec)
+def parity_rows(runs: list[TestRun], contract: Contract) -> list[ParityRow]:
+    """One row per A group, per B row some test names, and "other" for tests without a label."""
+    groups = contract.groups
     rows: dict[tuple[str, str], ParityRow] = {}
     for key, title in groups.items():
         rows[("A", key)] = ParityRow("A", key, title)
-    for key in b_rows:
-        rows[("B", key)] = ParityRow("B", key, key)
     docs = {module: module_docstrings(module) for module in {run.module for run in runs}}
     words: dict[str, set[str]] = {}
     for run in runs:
@@ -240,30 +264,33 @@ def parity_rows(runs: list[TestRun], spec: Path | None) -> list[ParityRow]:
     for run in runs:
         found = label(docs[run.module].get(run.function, ""))
         part = found.part or ("B" if run.module.endswith("spec_b") else "A")
-        keys = (
-            case_groups(run, found.keys, groups, words[run.function])
-            if part == "A"
-            else tuple(b_row(k, b_rows) for k in found.keys)
-        )
+        keys = case_groups(run, found.keys, groups, words[run.function]) if part == "A" else found.keys
         for key in keys or ("other",):
-            title = groups.get(key, key) if part == "A" else key
+            b_row = contract.b_rows.get(key)
+            title = groups.get(key, key) if part == "A" else (b_row.name if b_row else key)
             row = rows.setdefault((part, key), ParityRow(part, key, title))
             row.tests.setdefault(run.function, []).append(run)
             row.descriptions[run.function] = found.description
     return sorted(rows.values(), key=row_order)
 
 
-def row_order(row: ParityRow) -> tuple[str, bool, str]:
-    """A rows by group (A1, A2, ...); B rows keep the SPEC's order (the sort is stable); "other" last."""
-    return row.part, row.key == "other", row.key if row.part == "A" else ""
+def row_order(row: ParityRow) -> tuple[str, bool, int, str]:
+    """A rows by group (A1, A2, ...), B rows by number (B2 before B10), "other" last."""
+    number = int(row.key[1:]) if row.key[1:].isdigit() else 0
+    return row.part, row.key == "other", number, row.key
 
 
-def read_parity(path: Path, spec: Path | None) -> Parity | None:
+def read_parity(path: Path, contract: Contract) -> Parity | None:
     if not path.exists():
         return None
     runs, timestamp = read_junit(path)
-    spec_name = f"`{spec}`" if spec else "no SPEC.md found: rows come from the test docstrings alone"
-    return Parity(runs, parity_rows(runs, spec), timestamp, relative(path), spec_name)
+    return Parity(runs, parity_rows(runs, contract), timestamp, relative(path), contract)
+
+
+def untested_b_rows(parity: Parity) -> list[tuple[str, BRow]]:
+    """The contract's B rows that no test of this run names: they are tested on starlette-ws alone."""
+    named = {row.key for row in parity.rows if row.part == "B"}
+    return [(key, row) for key, row in parity.contract.b_rows.items() if key not in named]
 
 
 def row_outcome(row: ParityRow) -> str:
@@ -298,23 +325,31 @@ def parity_section(parity: Parity | None, xml: Path) -> str:
     for run in parity.runs:
         counts[run.outcome] = counts.get(run.outcome, 0) + 1
     total = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
+    contract = parity.contract
+    source = f"`{contract.source}`" + ("" if contract.found else " not found: rows come from the test docstrings alone")
     lines = [
         f"From `{parity.source}` (pytest run of {parity.timestamp or 'unknown time'}): **{len(parity.runs)} test "
-        f"cases, {total}**. One row per SPEC A group and per SPEC B row; tests are grouped by the SPEC label in "
-        f"their docstrings (SPEC rows: {parity.spec}) and the last column quotes those docstrings. ×N: N cases of a "
-        "parametrized test; a test that names several A groups is counted in each, its cases by their id.",
+        f"cases, {total}**. One row per group of the behaviour contract's part A and per row of its part B "
+        f"(contract: {source}); tests are grouped by the contract label in their docstrings (`Contract A3`, "
+        "`Contract B7`) and the last column quotes those docstrings. ×N: N cases of a parametrized test; a test "
+        "that names several A groups is counted in each, its cases by their id.",
         "",
     ]
     rows = []
     for row in parity.rows:
         kind = "same" if row.part == "A" else "better"
         if row.key == "other":
-            kind = "same (no SPEC label)" if row.part == "A" else "different (not a SPEC B row)"
-        title = f"{row.key}. {row.title}" if row.part == "A" and row.title != row.key else row.title
-        rows.append(
-            [title if row.part == "A" else f"B: {title}", test_names(row), row_outcome(row), kind, descriptions(row)]
-        )
-    lines.append(table(["SPEC", "tests", "outcome", "verdict", "what each side does (test docstrings)"], rows))
+            kind = "same (no contract label)" if row.part == "A" else "different (not a contract B row)"
+        title = row.key if row.title == row.key else f"{row.key}. {row.title}"
+        title = f"{row.part}: other" if row.key == "other" else title
+        rows.append([title, test_names(row), row_outcome(row), kind, descriptions(row)])
+    lines.append(table(["contract", "tests", "outcome", "verdict", "what each side does (test docstrings)"], rows))
+    alone = untested_b_rows(parity)
+    if alone:
+        lines += ["", "Contract B rows that no test of this suite names; they are tested on starlette-ws alone:", ""]
+        for key, b_row in alone:
+            tests = ", ".join(f"`{test}`" for test in b_row.tests) or "no test named"
+            lines.append(f"- {key}. {b_row.name}: {tests}")
     return "\n".join(lines)
 
 
@@ -734,7 +769,7 @@ def startup_time(app: str, runs: int) -> Startup:
             samples.append(startup_once(app))
     except (RuntimeError, TimeoutError, OSError) as problem:
         log = relative(RESULTS / "logs" / f"report-startup-{app}.log")
-        return Startup(None, None, f"{type(problem).__name__}: {problem} (server output: `{log}`)")
+        return Startup(None, None, scrub(f"{type(problem).__name__}: {problem}") + f" (server output: `{log}`)")
     return Startup(
         median_or_none([port * 1000 for port, _ in samples]), median_or_none([echo * 1000 for _, echo in samples])
     )
@@ -874,7 +909,7 @@ def bench_rows(medians: Medians) -> list[list[str]]:
 
 def failed_runs(bench: dict[str, Any]) -> list[str]:
     return [
-        f"round {run.get('round')} {run.get('scenario')} {run.get('app')}: {run['error']}"
+        f"round {run.get('round')} {run.get('scenario')} {run.get('app')}: {scrub(str(run['error']))}"
         for run in bench.get("runs", [])
         if "error" in run
     ]
@@ -1138,7 +1173,6 @@ class Inputs:
     parity_xml: Path
     hub_json: Path
     notes: Path
-    spec: Path | None
     out: Path
     import_runs: int
     startup_runs: int
@@ -1148,7 +1182,7 @@ def render(inputs: Inputs) -> str:
     charts = inputs.out.parent / "charts"
     clear_charts(charts)
     bench = read_json(inputs.bench_json)
-    parity = read_parity(inputs.parity_xml, find_spec(inputs.spec))
+    parity = read_parity(inputs.parity_xml, read_contract(CONTRACT))
     loc = count_lines(demo_names())
     loc_chart(loc, charts / "loc.png")
     closures = {side: closure(roots) for side, roots in SIDES.items()}
@@ -1184,7 +1218,9 @@ def parity_summary(parity: Parity) -> str:
     a_rows = sum(row.part == "A" and row.key != "other" for row in parity.rows)
     b_rows = sum(row.part == "B" and row.key != "other" for row in parity.rows)
     verdict_ = f"**{len(failed)} failed**" if failed else "all passed"
-    rows = f"{a_rows} SPEC A groups (same), {b_rows} SPEC B rows (better)"
+    rows = f"{a_rows} contract A groups (same), {b_rows} contract B rows (better)"
+    alone = len(untested_b_rows(parity))
+    rows += f", {alone} more B rows tested on starlette-ws alone" if alone else ""
     return f"Parity: {len(parity.runs)} test cases, {verdict_}; {rows}."
 
 
@@ -1194,12 +1230,6 @@ def parse_args(argv: Sequence[str] | None) -> Inputs:
     parser.add_argument("--parity-xml", type=Path, default=RESULTS / "parity.xml")
     parser.add_argument("--hub-json", type=Path, default=RESULTS / "hub_bench.json")
     parser.add_argument("--notes", type=Path, default=NOTES)
-    parser.add_argument(
-        "--spec",
-        type=Path,
-        default=None,
-        help="SPEC.md (default: the first that exists of " + ", ".join(str(p) for p in SPEC_CANDIDATES) + ")",
-    )
     parser.add_argument("--out", type=Path, default=REPORT)
     parser.add_argument("--import-runs", type=int, default=IMPORT_RUNS)
     parser.add_argument("--startup-runs", type=int, default=STARTUP_RUNS)
@@ -1209,7 +1239,6 @@ def parse_args(argv: Sequence[str] | None) -> Inputs:
         args.parity_xml,
         args.hub_json,
         args.notes,
-        args.spec,
         args.out,
         args.import_runs,
         args.startup_runs,

@@ -92,7 +92,7 @@ def read_replies(ws: ClientConnection, count: int, timeout: float = 5.0) -> tupl
 
 
 def play(server: UvicornServer, case: Case, quiet: float = QUIET) -> Transcript:
-    """Send the case's messages, read the replies the spec expects, then watch for anything extra."""
+    """Send the case's messages, read the replies the contract expects, then watch for anything extra."""
     try:
         with ws_connect(server, case.path, headers_of(case)) as ws:
             for message in case.send:

@@ -1,4 +1,4 @@
-"""A WebSocket client made of a bare socket, to play a client that stops reading (SPEC C).
+"""A WebSocket client made of a bare socket, to play a client that stops reading (contract C2).
 
 Library clients keep reading on their own; this one completes the handshake and then reads only
 when told to, through a receive buffer made small before connecting.
@@ -20,7 +20,7 @@ class HasPort(Protocol):
 
 
 class StalledClient:
-    """A raw WebSocket client that completes the handshake and then never reads (SPEC C).
+    """A raw WebSocket client that completes the handshake and then never reads (contract C2).
 
     The receive buffer is made small before connecting, so the server's writes back up quickly.
     `reset()` kills it with a RST; `frames()` reads what the server managed to send, up to its

@@ -1,4 +1,5 @@
-"""SPEC part A as data: what a tutorial client sends and the exact replies it must get.
+"""Contract part A (docs/behaviour.md) as data: what a tutorial client sends and the exact replies
+it must get.
 
 The same cases run under Starlette's TestClient, over a real uvicorn server, and (in the parity
 suite) against the FastAPI reference too.

@@ -1,4 +1,4 @@
-"""SPEC part A under Starlette's TestClient."""
+"""Contract part A under Starlette's TestClient, and B1: a refusal is the same 403 with its JSON body."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The three demo pages (SPEC A1-A3) driven in Chromium against a real uvicorn."""
+"""The three demo pages (contract A1-A3, docs/behaviour.md) driven in Chromium against a real uvicorn."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Both implementations under real uvicorn servers, for the parity suite (issue 3).
+"""Both implementations under real uvicorn servers, for the parity suite.
 
 `ours` serves `starlette_ws.app:app`, `reference` serves the FastAPI twin of the tutorial
 (`comparison.fastapi_app:app`); both run with the same uvicorn options. They are shared by the

@@ -7,9 +7,9 @@ message texts (unicode, empty, control characters, a few KB). Lone surrogates ca
 UTF-8 text frame, so hypothesis' default alphabet (which leaves them out) is what is used.
 
 Both sides must take the same accept/refuse decision (403 both, whatever the body: bodies differ on
-purpose, SPEC B) and send the same replies. By default the run is small and derandomized (CI is
-deterministic); `FUZZ_EXAMPLES=N` runs N examples per test with a random seed and the example
-database, which is what `make fuzz` does.
+purpose, contract row B1) and send the same replies. By default the run is small and derandomized
+(CI is deterministic); `FUZZ_EXAMPLES=N` runs N examples per test with a random seed and the
+example database, which is what `make fuzz` does.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def same(
     return theirs
 
 
-# The one disagreement fuzzing found is a documented difference, asserted in test_spec_b.py:
+# The one disagreement fuzzing found is contract row B2 (docs/behaviour.md), asserted in test_spec_b.py:
 # pydantic reads a sign or a double underscore after leading zeros ("0-5" is -5); we refuse it.
 ZEROS_QUIRK = re.compile(r"[+-]?0[0_]*(-|__)")
 
@@ -149,7 +149,7 @@ def test_items_parameters(
     extra: list[tuple[str, str]],
     message: str,
 ) -> None:
-    """SPEC A2 (and A4): path, q, token, cookie and extra query keys decide the same way on both."""
+    """Contract A2 (and A4): path, q, token, cookie and extra query keys decide the same way on both."""
     assume(not quirky(q) and not any(key == "q" and quirky(value) for key, value in extra))
     pairs = [("q", q)] if q is not None else []
     pairs += [("token", token)] if token is not None else []
@@ -164,7 +164,7 @@ def test_items_parameters(
 def test_items_cookie_headers(
     reference: UvicornServer, ours: UvicornServer, cookie: str, token: str | None, message: str
 ) -> None:
-    """SPEC A2 credentials from whole generated Cookie headers (both sides use Starlette's parser)."""
+    """Contract A2: credentials from whole generated Cookie headers (both sides use Starlette's parser)."""
     path = "/items/foo/ws" + (f"?token={quote(token, safe='')}" if token is not None else "")
     same(reference, ours, path, {"cookie": cookie}, message, until="Message text was: ")
 
@@ -173,7 +173,7 @@ def test_items_cookie_headers(
 @fuzz
 @given(client_id=integers_as_text | segments, message=messages)
 def test_chat_client_ids(reference: UvicornServer, ours: UvicornServer, client_id: str, message: str) -> None:
-    """SPEC A3 (and A4): a client id is accepted and printed the same way on both, or refused."""
+    """Contract A3 (and A4): a client id is accepted and printed the same way on both, or refused."""
     assume(not quirky(client_id))
     path = f"/ws/{quote(client_id, safe='')}"
     same(reference, ours, path, {}, message, until="Client #")
@@ -201,7 +201,7 @@ def test_message_texts(
     items_pair: tuple[ClientConnection, ClientConnection],
     message: str,
 ) -> None:
-    """SPEC A1 and A2: any text message comes back the same from both, byte for byte."""
+    """Contract A1 and A2: any text message comes back the same from both, byte for byte."""
     for (theirs, mine), count in ((echo_pair, 1), (items_pair, 3)):
         theirs.send(message)
         mine.send(message)

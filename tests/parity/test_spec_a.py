@@ -1,9 +1,11 @@
-"""SPEC part A against both implementations over real sockets: the same transcript, exactly.
+"""Contract part A (docs/behaviour.md) against both implementations over real sockets: the same
+transcript, exactly.
 
 Each case of tests/scenarios.py is played once against the FastAPI reference and once against
 starlette-ws. The two transcripts (replies in order, anything extra, the close, or the HTTP status
-of a refused handshake) must be equal; the shared one must then be the one the spec writes down.
-Refusal bodies differ on purpose (SPEC B, "rejection body") and are compared in test_spec_b.py.
+of a refused handshake) must be equal; the shared one must then be the one the contract writes down.
+Refusal bodies differ on purpose (contract row B1, "rejection body") and are compared in
+test_spec_b.py.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def without_body(transcript: Transcript) -> Transcript:
 
 @pytest.mark.parametrize("case", ALL, ids=lambda case: case.id)
 def test_scenario_same_on_both(reference: UvicornServer, ours: UvicornServer, case: Case) -> None:
-    """SPEC A1-A4, one scenario: the same replies in the same order, or the same 403 refusal."""
+    """Contract A1-A4, one scenario: the same replies in the same order, or the same 403 refusal."""
     theirs, mine = play(reference, case), play(ours, case)
     assert without_body(mine) == without_body(theirs)
     if case.refused:
@@ -39,7 +41,7 @@ def chat_session(server: UvicornServer, ids: tuple[int, int, int]) -> dict[int, 
     """Three clients take turns, then the last one leaves and the first two keep talking.
 
     Every client reads what a turn should bring before the next turn starts, so the order each one
-    sees is fixed by the spec (A3), not by scheduling.
+    sees is fixed by the contract (A3), not by scheduling.
     """
     one, two, three = ids
     seen: dict[int, list[str]] = {n: [] for n in ids}
@@ -66,7 +68,7 @@ def chat_session(server: UvicornServer, ids: tuple[int, int, int]) -> dict[int, 
 
 
 def test_chat_broadcast_order_and_departure(reference: UvicornServer, ours: UvicornServer) -> None:
-    """SPEC A3: "You wrote" to the sender first, then "says" to everyone; a departure is announced."""
+    """Contract A3: "You wrote" to the sender first, then "says" to everyone; a departure is announced."""
     ids = (next(_ids), next(_ids), next(_ids))
     theirs, mine = chat_session(reference, ids), chat_session(ours, ids)
     assert mine == theirs
@@ -94,7 +96,7 @@ def pipelined(server: UvicornServer, sender: int, listener: int, texts: list[str
 
 
 def test_chat_pipelined_messages_keep_the_reference_order(reference: UvicornServer, ours: UvicornServer) -> None:
-    """SPEC A3, messages sent back to back: each "You wrote" is followed by its own "says".
+    """Contract A3, messages sent back to back: each "You wrote" is followed by its own "says".
 
     The reference answers one message completely (sender, then the broadcast) before it reads the
     next, so the sender sees `You wrote: a`, `Client #N says: a`, `You wrote: b`, ...
@@ -108,7 +110,7 @@ def test_chat_pipelined_messages_keep_the_reference_order(reference: UvicornServ
 
 
 def test_chat_departure_reaches_only_those_still_there(reference: UvicornServer, ours: UvicornServer) -> None:
-    """SPEC A3: the leaving client is removed first; everyone remaining gets "left the chat" once."""
+    """Contract A3: the leaving client is removed first; everyone remaining gets "left the chat" once."""
     ids = (next(_ids), next(_ids), next(_ids))
 
     def session(server: UvicornServer) -> list[list[str]]:

@@ -1,8 +1,10 @@
-"""SPEC part B, one test per row: what the FastAPI reference does, and what starlette-ws does instead.
+"""Contract part B (docs/behaviour.md), rows B1-B14: what the FastAPI reference does, and what
+starlette-ws does instead.
 
 Every test plays the same client against both servers and asserts both sides, so the comparison
-report can cite it. A test that would leave the reference's chat broken for later tests runs
-against a private reference server (`start_server`).
+report can cite it; its docstring starts with the row it checks (`Contract B<n> "<name>"`). A test
+that would leave the reference's chat broken for later tests runs against a private reference
+server (`start_server`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def refusal(server: UvicornServer, path: str, headers: dict[str, str] | None = N
 
 @pytest.mark.parametrize("case", REFUSED, ids=lambda case: case.id)
 def test_rejection_body(reference: UvicornServer, ours: UvicornServer, case: Case) -> None:
-    """SPEC B "rejection body": reference 403 with an empty body; ours 403 with a JSON error list."""
+    """Contract B1 "rejection body": reference 403 with an empty body; ours 403 with a JSON error list."""
     assert refusal(reference, case.path, headers_of(case)) == (403, b"")
     status, body = refusal(ours, case.path, headers_of(case))
     assert status == 403
@@ -58,9 +60,10 @@ def test_rejection_body(reference: UvicornServer, ours: UvicornServer, case: Cas
 
 
 def test_rejection_under_testclient() -> None:
-    """SPEC B "rejection body", TestClient side: the reference closes 1008 and says nothing useful
-    for missing credentials; ours says why (a 403 denial with the error list where TestClient
-    offers the denial extension, else 1008 with a short reason)."""
+    """Contract B1 "rejection body", TestClient side: the reference closes 1008 and says nothing
+    useful for missing credentials; ours says why: the same 403 denial with the error list as over
+    uvicorn, since TestClient offers the denial extension (a 1008 close with a short reason, what a
+    server without the extension gets, is accepted here too)."""
     from comparison.fastapi_app import app as reference_app
     from starlette_ws.app import create_app
 
@@ -82,7 +85,7 @@ def test_rejection_under_testclient() -> None:
 
 @pytest.mark.parametrize("path", ["/ws", "/items/foo/ws?token=t", "/ws/{id}"])
 def test_binary_frame(start_server: StartServer, ours: UvicornServer, path: str) -> None:
-    """SPEC B "binary frame to a text endpoint": the reference logs a server error and drops the
+    """Contract B3 "binary frame to a text endpoint": the reference logs a server error and drops the
     TCP connection (the client sees 1006, no close frame); ours closes 1003 and logs nothing."""
     reference = start_server(REFERENCE, args=GRACEFUL)  # its chat keeps the dropped socket for good
     path = path.format(id=next(_ids))
@@ -104,9 +107,9 @@ def test_binary_frame(start_server: StartServer, ours: UvicornServer, path: str)
 
 
 def test_binary_frame_leaves_a_zombie_in_the_reference_chat(start_server: StartServer, ours: UvicornServer) -> None:
-    """SPEC B "binary frame to a text endpoint", consequence in the chat: the reference never removes
-    the dropped client from its list, so the next broadcast fails on it and drops the sender too
-    (the client after the zombie never hears the message); ours is unaffected."""
+    """Contract B3 "binary frame to a text endpoint", consequence in the chat: the reference never
+    removes the dropped client from its list, so the next broadcast fails on it and drops the
+    sender too (the client after the zombie never hears the message); ours is unaffected."""
     reference = start_server(REFERENCE, args=GRACEFUL)
     zombie, sender, listener = next(_ids), next(_ids), next(_ids)
     seen = {}
@@ -123,7 +126,7 @@ def test_binary_frame_leaves_a_zombie_in_the_reference_chat(start_server: StartS
 
 
 def test_message_over_the_size_limit(reference: UvicornServer, ours: UvicornServer) -> None:
-    """SPEC B "message over the size limit": the reference takes up to uvicorn's 16 MiB and closes
+    """Contract B4 "message over the size limit": the reference takes up to uvicorn's 16 MiB and closes
     1009 above it; ours closes 1009 above 64 KiB (counted in UTF-8 bytes, not characters)."""
     limit, uvicorn_limit = 64 * 1024, 16 * 1024 * 1024
     at_limit = "é" * (limit // 2)  # 65,536 bytes in 32,768 characters
@@ -155,7 +158,7 @@ def test_message_over_the_size_limit(reference: UvicornServer, ours: UvicornServ
 
 @pytest.mark.parametrize("path", ["/ws", "/items/foo/ws?token=t", "/ws/{id}"])
 def test_normal_client_close(reference: UvicornServer, ours: UvicornServer, path: str) -> None:
-    """SPEC B "normal client close on echo/items": the reference logs "Exception in ASGI
+    """Contract B5 "normal client close on echo/items": the reference logs "Exception in ASGI
     application" (an uncaught WebSocketDisconnect 1000) on echo and items, not on the chat, which
     catches it; ours logs no error anywhere."""
     path = path.format(id=next(_ids))
@@ -210,7 +213,7 @@ def says(lines: list[str], sender: int) -> int:
 
 
 def test_client_dies_during_a_broadcast(start_server: StartServer, ours: UvicornServer) -> None:
-    """SPEC B "a client dies during a broadcast": the reference's loop is awaiting the dying
+    """Contract B6 "a client dies during a broadcast": the reference's loop is awaiting the dying
     client's send; the error aborts that broadcast for everyone after it in the list, and the
     *sender* is treated as the one who left. Ours drops the dead client; everyone else gets
     every message and the sender stays."""
@@ -227,9 +230,9 @@ def test_client_dies_during_a_broadcast(start_server: StartServer, ours: Uvicorn
 
 
 def test_one_slow_client(start_server: StartServer, ours: UvicornServer) -> None:
-    """SPEC B "one slow client (stops reading)": the reference's broadcast waits on the stalled
-    socket and the live clients stop hearing anything; ours closes the slow client with 1013 and
-    the live clients get every message."""
+    """Contract B7 "one slow client": the reference's broadcast waits on the stalled socket and the
+    live clients stop hearing anything; ours closes the slow client with 1013 and the live clients
+    get every message."""
     reference = start_server(REFERENCE, args=GRACEFUL)
     _, listening, stalled, talker, _ = stall_the_chat(reference, kill=False)
     stalled.reset()  # unblock the reference before its teardown
@@ -247,7 +250,7 @@ def test_one_slow_client(start_server: StartServer, ours: UvicornServer) -> None
 
 
 def test_more_than_one_process(start_server: StartServer) -> None:
-    """SPEC B "more than one process": two reference processes do not see each other's chat; two
+    """Contract B8 "more than one process": two reference processes do not see each other's chat; two
     of ours on one Redis do."""
     from tests.services import require, start_redis
 
@@ -272,9 +275,9 @@ def test_more_than_one_process(start_server: StartServer) -> None:
 
 
 def test_chat_flood_limit(reference: UvicornServer, ours: UvicornServer) -> None:
-    """SPEC B "one client floods the chat": the reference fans out every message; ours closes the
-    flooder with 1008 after its burst of 200 (at far more than 50 messages/s), every message it let
-    through still reaches the others, and echo is not limited."""
+    """Contract B9 "one client floods the chat": the reference fans out every message; ours closes
+    the flooder with 1008 after its burst of 200 (at far more than 50 messages/s), every message it
+    let through still reaches the others, and echo is not limited."""
     flood = 260
     results = {}
     for name, server in (("reference", reference), ("ours", ours)):
@@ -303,7 +306,7 @@ def test_chat_flood_limit(reference: UvicornServer, ours: UvicornServer) -> None
 
 
 def test_cookie_auth_from_a_foreign_page(reference: UvicornServer, ours: UvicornServer) -> None:
-    """SPEC B "cookie auth from a foreign page": the reference accepts a foreign Origin carrying
+    """Contract B10 "cookie auth from a foreign page": the reference accepts a foreign Origin carrying
     the victim's cookie (cross-site WebSocket hijacking); ours refuses it with HTTP 403 and still
     accepts its own page's Origin."""
     foreign = {"cookie": "session=victim", "origin": "http://evil.example"}
@@ -320,8 +323,8 @@ def test_cookie_auth_from_a_foreign_page(reference: UvicornServer, ours: Uvicorn
 
 
 def test_token_in_the_query_string(reference: UvicornServer, ours: UvicornServer) -> None:
-    """SPEC B "token in the query string": the reference's access log prints the token; ours
-    redacts it."""
+    """Contract B11 "token in the logs": the reference's access log prints the token; ours redacts
+    it."""
     secret = f"s3cr3t-{next(_ids)}"
     logs = {}
     for name, server in (("reference", reference), ("ours", ours)):
@@ -337,7 +340,7 @@ def test_token_in_the_query_string(reference: UvicornServer, ours: UvicornServer
 
 
 def test_server_shutdown(start_server: StartServer) -> None:
-    """SPEC B "server shutdown": both close open sockets with 1012 on SIGTERM and exit; the
+    """Contract B12 "server shutdown": both close open sockets with 1012 on SIGTERM and exit; the
     reference logs "Exception in ASGI application" for its echo and items sockets, ours is told
     (1001 or 1012), closes within the graceful timeout and logs no error."""
     results = {}
@@ -374,8 +377,8 @@ def get(server: UvicornServer, path: str) -> str:
 
 @pytest.mark.parametrize("page", ["/echo", "/items", "/chat"])
 def test_page_websocket_url(reference: UvicornServer, ours: UvicornServer, page: str) -> None:
-    """SPEC B "page WebSocket URL": the reference page hard-codes ws://localhost:8000 (dead when
-    served from anywhere else); ours builds the URL from the request it was served for."""
+    """Contract B13 "page WebSocket URL": the reference page hard-codes ws://localhost:8000 (dead
+    when served from anywhere else); ours builds the URL from the request it was served for."""
     assert "ws://localhost:8000" in get(reference, page)
     html = get(ours, page)
     assert "localhost:8000" not in html
@@ -384,8 +387,8 @@ def test_page_websocket_url(reference: UvicornServer, ours: UvicornServer, page:
 
 @pytest.mark.parametrize("page", ["/echo", "/items", "/chat"])
 def test_page_after_a_dropped_connection(reference: UvicornServer, ours: UvicornServer, page: str) -> None:
-    """SPEC B "page after a dropped connection", from the served page (the browser suite runs it):
-    the reference page has no close handler at all; ours reconnects with backoff and says so."""
+    """Contract B14 "page after a dropped connection", from the served page (the browser suite runs
+    it): the reference page has no close handler at all; ours reconnects with backoff and says so."""
     theirs = get(reference, page)
     assert "onclose" not in theirs and 'addEventListener("close"' not in theirs
     html = get(ours, page)
@@ -396,7 +399,8 @@ def test_page_after_a_dropped_connection(reference: UvicornServer, ours: Uvicorn
 def test_sign_or_double_underscore_after_leading_zeros(
     reference: UvicornServer, ours: UvicornServer, text: str, reference_reads: int
 ) -> None:
-    """Found by differential fuzzing: pydantic reads `0-5` as -5; we refuse it as not an integer."""
+    """Contract B2 "sign or `__` after leading zeros": found by differential fuzzing; pydantic reads
+    `0-5` as -5 and `0__1` as 1, we refuse both as not an integer."""
     path = f"/items/foo/ws?token=t&q={quote(text)}"
     with ws_connect(reference, path) as ws:
         ws.send("m")

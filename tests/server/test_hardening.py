@@ -1,4 +1,4 @@
-"""SPEC part B hardening rows, each over a real uvicorn server."""
+"""Contract part B rows (docs/behaviour.md) on starlette-ws alone, each over a real uvicorn server."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""DNS rebinding: a page on a foreign name that resolves to this server is refused by its Host.
+"""Contract B15 "foreign Host (DNS rebinding)": a page on a foreign name that resolves to this
+server is refused by its Host.
 
 Every connection goes to 127.0.0.1; only the Host (and Origin) header says which name the
 browser used, so a raw client sends exactly the headers a rebound page's browser would.

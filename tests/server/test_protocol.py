@@ -1,4 +1,5 @@
-"""Attacks at the protocol layer (`starlette_ws.protocol`), each from a raw socket over a real uvicorn.
+"""Attacks at the protocol layer (`starlette_ws.protocol`), each from a raw socket over a real uvicorn:
+contract rows B16-B20 (docs/behaviour.md), and B12's shutdown with clients that never read.
 
 Every loop here is bounded in count and time; thresholds are made small through settings.
 """

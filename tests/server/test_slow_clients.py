@@ -1,4 +1,4 @@
-"""SPEC B: one slow client (stops reading) is cut off with 1013; nobody else notices."""
+"""Contract B7 "one slow client": a client that stops reading is cut off with 1013; nobody else notices."""
 
 from __future__ import annotations
 

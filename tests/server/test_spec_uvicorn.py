@@ -1,4 +1,4 @@
-"""SPEC part A (and the rejection bodies of part B) over a real uvicorn server and real sockets."""
+"""Contract part A (and B1, the rejection bodies) over a real uvicorn server and real sockets."""
 
 from __future__ import annotations
 
