@@ -62,8 +62,7 @@ def test_rejection_body(reference: UvicornServer, ours: UvicornServer, case: Cas
 def test_rejection_under_testclient() -> None:
     """Contract B1 "rejection body", TestClient side: the reference closes 1008 and says nothing
     useful for missing credentials; ours says why: the same 403 denial with the error list as over
-    uvicorn, since TestClient offers the denial extension (a 1008 close with a short reason, what a
-    server without the extension gets, is accepted here too)."""
+    uvicorn, since TestClient offers the denial extension."""
     from comparison.fastapi_app import app as reference_app
     from starlette_ws.app import create_app
 
@@ -79,8 +78,8 @@ def test_rejection_under_testclient() -> None:
 
     assert outcome(reference_app, "/items/foo/ws") == ("closed", 1008, "")
     kind, code, why = outcome(create_app(), "/items/foo/ws")
-    assert (kind, code) in {("denied", 403), ("closed", 1008)}
-    assert "token" in why
+    assert (kind, code) == ("denied", 403)
+    assert json.loads(why)["detail"][0]["loc"] == ["query", "token"]
 
 
 @pytest.mark.parametrize("path", ["/ws", "/items/foo/ws?token=t", "/ws/{id}"])
