@@ -11,6 +11,7 @@ Per-message counts go through label children bound once per endpoint class (`cou
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -53,7 +54,7 @@ MESSAGES_SENT = Counter("starlette_ws_messages_sent", "Messages sent to clients,
 CLOSES = Counter(
     "starlette_ws_closes",
     "Connections ended, per endpoint and close code: the server's code when it closed first, "
-    "else the client's (1005: no code given, 1006: the connection dropped).",
+    "else the client's (1005: no code given, 1006: the connection dropped; codes outside 1000-1015: other).",
     ["endpoint", "code"],
 )
 CHAT_OUTBOX_BYTES = Gauge(
@@ -102,7 +103,7 @@ class Counts:
         self.sent = sent
 
     def closed(self, code: int) -> None:
-        CLOSES.labels(endpoint=self.endpoint, code=str(code)).inc()
+        CLOSES.labels(endpoint=self.endpoint, code=code_label(code)).inc()
 
     def counting(self, send: Send) -> Send:
         """`send`, counting each message that reaches the server."""
@@ -138,6 +139,12 @@ class NoCounts(Counts):
 
 
 NO_COUNTS = NoCounts()
+
+
+def code_label(code: int) -> str:
+    """The protocol's own codes as they are; a client's private codes (3000-4999) would make a
+    series each, so they count together."""
+    return str(code) if 1000 <= code <= 1015 else "other"
 
 
 def endpoint_name(cls: type) -> str:
@@ -181,7 +188,8 @@ def forget_dead(path: str) -> None:
     connections would otherwise count them for as long as the directory lives.
     """
     for pid in dead_pids(os.listdir(path)):
-        multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+        with contextlib.suppress(FileNotFoundError):  # a scrape at the same moment removed it first
+            multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
 
 
 def dead_pids(names: Sequence[str]) -> set[int]:

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from starlette_ws.app import create_app
-from starlette_ws.metrics import dead_pids
+from starlette_ws.metrics import code_label, dead_pids
 from starlette_ws.settings import Settings
 from tests.apps import faulty_app
 from tests.services import RedisServer, start_redis
@@ -211,6 +211,18 @@ def test_metrics_off_means_no_endpoint_and_no_counting() -> None:
         after = scrape(on)
     assert change(before, after, "starlette_ws_messages_received_total", endpoint="echo") == 0
     assert change(before, after, "starlette_ws_closes_total", endpoint="echo", code="1000") == 0
+
+
+def test_a_clients_own_close_codes_share_one_label(client: TestClient) -> None:
+    before = scrape(client)
+    for code in (4000, 4001, 3999):
+        with client.websocket_connect("/ws") as ws:
+            ws.close(code)
+    after = scrape(client)
+    assert change(before, after, "starlette_ws_closes_total", endpoint="echo", code="other") == 3
+    assert [code_label(code) for code in (1000, 1013, 1015, 999, 1016, 4000)] == [
+        "1000", "1013", "1015", "other", "other", "other",
+    ]  # fmt: skip
 
 
 def test_settings_read_metrics_from_the_environment() -> None:
