@@ -20,7 +20,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import ClientConnection
 
-from tests.clients import ws_connect
+from tests.clients import Reader, ws_connect
+from tests.rawws import StalledClient
 from tests.uvicorn_server import UvicornServer
 
 MOST_CONNECTIONS = 40
@@ -112,6 +113,30 @@ def test_a_killed_worker_stops_counting_as_open(two_workers: UvicornServer) -> N
         assert echo(after, OPEN) == by_worker[survivor]
         # the dead worker's counts stay: a counter never goes down while the server runs
         assert echo(after, "starlette_ws_messages_received_total") == len(clients) * MESSAGES
+
+
+OUTBOX = ("starlette_ws_chat_outbox_bytes", frozenset())
+BIG = "x" * 60_000
+BIG_COUNT = 150  # 9 MB: past the loopback buffers (4 MB send side)
+
+
+def test_bytes_waiting_for_a_stalled_chat_client_show_in_the_outbox_gauge() -> None:
+    """A client that stops reading leaves megabytes in its outbox (the bound raised so that it
+    is not cut off); the gauge shows them within a second, and 0 again once it is gone."""
+    env = {"SEND_QUEUE_BYTES": str(64 * 2**20), "CHAT_RATE_PER_SECOND": "1000", "CHAT_RATE_BURST": "1000"}
+    with UvicornServer(env=env) as server:
+        stalled = StalledClient(server, "/ws/500")
+        try:
+            with ws_connect(server, "/ws/501") as sender:
+                Reader(sender)
+                for i in range(BIG_COUNT):
+                    sender.send(f"{i:04d}{BIG}")
+                queued = wait_for(server, lambda s: s.get(OUTBOX, 0) > 2**20)
+        finally:
+            stalled.reset()
+        empty = wait_for(server, lambda s: s.get(OUTBOX, 0) == 0)
+    assert queued[OUTBOX] > 2**20
+    assert empty[OUTBOX] == 0
 
 
 def test_metrics_off_answers_404() -> None:
