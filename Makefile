@@ -36,9 +36,16 @@ system-deps:
 run: export ALLOWED_HOSTS ?= $(HOST),localhost,127.0.0.1,[::1]
 # uvicorn with our protocol classes (starlette_ws/protocol.py); the open-files limit is raised to
 # its hard limit where allowed, and connections are capped below it (503 and a log line past it).
+# With several workers each writes its metrics to files in one directory, emptied at each start
+# (PROMETHEUS_MULTIPROC_DIR if set, else one per port under .venv), and a scrape of /metrics
+# answered by any worker sums them all (prometheus_client's multiprocess mode).
 run: install
 	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	limit="$(LIMIT_CONCURRENCY)"; [ -n "$$limit" ] || limit=$$(( $$(ulimit -n) - $(FD_RESERVE) )); \
+	if [ "$(WORKERS)" -gt 1 ] || [ -n "$${PROMETHEUS_MULTIPROC_DIR:-}" ]; then \
+		dir="$${PROMETHEUS_MULTIPROC_DIR:-$(abspath $(VENV))/prometheus-$(PORT)}"; \
+		mkdir -p "$$dir" && rm -f "$$dir"/*.db && export PROMETHEUS_MULTIPROC_DIR="$$dir" || exit 1; \
+	fi; \
 	exec $(BIN)/uvicorn starlette_ws.app:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
 		--http starlette_ws.protocol:HttpProtocol --ws starlette_ws.protocol:WebSocketProtocol \
 		--limit-concurrency "$$limit" --log-config $(LOG_CONFIG) \

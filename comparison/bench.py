@@ -14,6 +14,10 @@ Environment:
   BENCH_PIN      1 (default): with one worker and two or more CPUs, the server runs on CPU 0
                  and the load generator on the others; the 1-client echo shares CPU 0 with the
                  server, so it measures the code path, not the VM's cross-CPU wake-up delay.
+
+What counting costs: the echo scenarios also run our app with METRICS=false (nothing counted)
+and with prometheus_client's multiprocess mode (values in files, as `make run WORKERS=N` has
+them); the summary ends with their ratios to our app as it runs by default.
 """
 
 import argparse
@@ -24,6 +28,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -37,11 +42,15 @@ from comparison.loadgen import Figures
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "comparison" / "results"
 OURS, REFERENCE, FLOOR = "starlette-ws", "fastapi", "bare"
+METRICS_OFF, MULTIPROCESS = "starlette-ws-metrics-off", "starlette-ws-multiprocess"
 APPS = {
     OURS: "starlette_ws.app:app",
     REFERENCE: "comparison.fastapi_app:app",
     FLOOR: "comparison.bare_app:app",
+    METRICS_OFF: "starlette_ws.app:app",
+    MULTIPROCESS: "starlette_ws.app:app",
 }
+ECHO_APPS = (OURS, REFERENCE, FLOOR, METRICS_OFF, MULTIPROCESS)
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 3.0
 
@@ -72,13 +81,13 @@ class Scenario:
 SCENARIOS = [
     Scenario(
         "echo-1",
-        (OURS, REFERENCE, FLOOR),
+        ECHO_APPS,
         lambda url, pid, s: loadgen.echo_round_trips(url, 1, s.echo_seconds, pid),
         same_cpu=True,
     ),
     Scenario(
         "echo-50",
-        (OURS, REFERENCE, FLOOR),
+        ECHO_APPS,
         lambda url, pid, s: loadgen.echo_round_trips(url, s.echo_clients, s.echo_seconds, pid),
     ),
     Scenario(
@@ -125,11 +134,23 @@ def wait_for_port(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
     raise RuntimeError(f"server did not accept on port {port} within {START_TIMEOUT} s")
 
 
-def start_server(app: str, port: int, workers: int, cpus: set[int] | None, log: Path) -> subprocess.Popen[bytes]:
+def app_env(app: str, metrics_dir: str) -> dict[str, str]:
+    """The server's environment: ours counts by default; the variants switch that."""
+    if app == METRICS_OFF:
+        return {**os.environ, "METRICS": "false"}
+    if app == MULTIPROCESS:
+        return {**os.environ, "METRICS": "true", "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    return {**os.environ, "METRICS": "true"}
+
+
+def start_server(
+    app: str, port: int, workers: int, cpus: set[int] | None, log: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             server_command(APPS[app], port, workers),
             cwd=ROOT,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -174,16 +195,18 @@ def run_once(scenario: Scenario, app: str, settings: Settings, workers: int, log
     server_cpus, loadgen_cpus = placement(workers)
     everything = os.sched_getaffinity(0)
     port = free_port()
-    proc = start_server(app, port, workers, server_cpus, logs / f"{app}-{scenario.name}.log")
-    started = time.perf_counter()
-    try:
-        mine = server_cpus if scenario.same_cpu else loadgen_cpus
-        if mine:
-            os.sched_setaffinity(0, mine)  # inherited by the load generator's processes
-        figures = scenario.run(f"ws://127.0.0.1:{port}", proc.pid, settings)
-    finally:
-        os.sched_setaffinity(0, everything)
-        stop_process(proc, STOP_TIMEOUT)
+    with tempfile.TemporaryDirectory(prefix="bench-metrics-") as metrics_dir:
+        env = app_env(app, metrics_dir)
+        proc = start_server(app, port, workers, server_cpus, logs / f"{app}-{scenario.name}.log", env)
+        started = time.perf_counter()
+        try:
+            mine = server_cpus if scenario.same_cpu else loadgen_cpus
+            if mine:
+                os.sched_setaffinity(0, mine)  # inherited by the load generator's processes
+            figures = scenario.run(f"ws://127.0.0.1:{port}", proc.pid, settings)
+        finally:
+            os.sched_setaffinity(0, everything)
+            stop_process(proc, STOP_TIMEOUT)
     seconds = time.perf_counter() - started
     return {"figures": figures, "seconds": seconds, "loadavg_1min": os.getloadavg()[0]}
 
@@ -221,12 +244,39 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]
     }
 
 
-def ratio(table: dict[str, dict[str, float]], metric: str, other: str) -> float | None:
-    ours = table.get(OURS, {}).get(metric)
+def ratio(table: dict[str, dict[str, float]], metric: str, other: str, ours: str = OURS) -> float | None:
+    mine = table.get(ours, {}).get(metric)
     theirs = table.get(other, {}).get(metric)
-    if ours is None or theirs is None or theirs == 0:
+    if mine is None or theirs is None or theirs == 0:
         return None
-    return ours / theirs
+    return mine / theirs
+
+
+COUNTING_METRICS = ("server_cpu_us_per_op", "round_trips_per_s", "p50_us")
+
+
+def counting_cost(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """{scenario: {variant/metrics-off: {metric: ratio}}} for the echo scenarios that ran both."""
+    result: dict[str, Any] = {}
+    for scenario, table in summary.items():
+        if METRICS_OFF not in table:
+            continue
+        for variant in (OURS, MULTIPROCESS):
+            if variant in table:
+                pairs = {metric: ratio(table, metric, METRICS_OFF, variant) for metric in COUNTING_METRICS}
+                result.setdefault(scenario, {})[f"{variant}/{METRICS_OFF}"] = pairs
+    return result
+
+
+def print_counting_cost(cost: dict[str, Any]) -> None:
+    if not cost:
+        return
+    print()
+    print("What counting costs (medians; metrics on divided by METRICS=false)")
+    for scenario, pairs in cost.items():
+        for pair, ratios_ in pairs.items():
+            figures = "  ".join(f"{metric} {number(value)}" for metric, value in ratios_.items())
+            print(f"  {scenario:<8} {pair:<45} {figures}")
 
 
 def ratios(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
@@ -319,6 +369,8 @@ def main(argv: list[str] | None = None) -> None:
                 runs.append({"round": number_, "scenario": scenario.name, "app": app, **outcome})
     summary = medians(runs)
     print_table(summary, apps)
+    cost = counting_cost(summary)
+    print_counting_cost(cost)
     report = {
         "meta": {
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -337,6 +389,7 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs,
         "medians": summary,
         "ratios": ratios(summary),
+        "counting_cost": cost,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(clean(report), indent=2) + "\n")

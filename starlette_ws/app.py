@@ -9,7 +9,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 from starlette.templating import Jinja2Templates
 
-from starlette_ws import logs, pages
+from starlette_ws import logs, metrics, pages
 from starlette_ws.backends import backend_for_url
 from starlette_ws.chat import ChatEndpoint
 from starlette_ws.echo import EchoEndpoint
@@ -46,6 +46,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         WebSocketRoute("/items/{item_id}/ws", ItemsEndpoint, name="items_ws"),
         WebSocketRoute("/ws/{client_id}", ChatEndpoint, name="chat_ws"),
     ]
+    if settings.metrics:
+        routes.append(Route("/metrics", metrics.scrape, name="metrics"))
     middleware = [Middleware(TrustedHosts, allowed_hosts=settings.allowed_hosts)]
     return Starlette(debug=settings.debug, routes=routes, middleware=middleware, lifespan=lifespan)
 

@@ -46,6 +46,11 @@ class ChatEndpoint(TextEndpoint):
         except MessageTooLarge as exc:
             await self.close(websocket, status.WS_1009_MESSAGE_TOO_BIG, truncate_utf8(str(exc), MAX_REASON_BYTES))
 
+    def close_code(self, reported: int) -> int:
+        if self.sent_close is None and self.connection is not None and self.connection.aborted_with is not None:
+            return self.connection.aborted_with
+        return super().close_code(reported)
+
     async def send_close(self, websocket: WebSocket, code: int, reason: str) -> None:
         if self.connection is None:
             await super().send_close(websocket, code, reason)

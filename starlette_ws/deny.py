@@ -16,7 +16,7 @@ from starlette import status
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
-from starlette_ws import logs
+from starlette_ws import logs, metrics
 from starlette_ws.params import Error
 
 MAX_REASON_BYTES = 123  # a close frame's payload is 125 bytes, 2 of them the code
@@ -33,6 +33,7 @@ def truncate_utf8(text: str, limit: int) -> str:
 
 
 async def deny(websocket: WebSocket, errors: Sequence[Error], status_code: int = status.HTTP_403_FORBIDDEN) -> None:
+    metrics.refused(errors)
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         logs.denial_sent()
         await websocket.send_denial_response(JSONResponse({"detail": list(errors)}, status_code=status_code))

@@ -15,8 +15,10 @@ from typing import Any, ClassVar
 
 from starlette import status
 from starlette.endpoints import WebSocketEndpoint
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from starlette_ws import metrics
 from starlette_ws.auth import origin_errors
 from starlette_ws.deny import deny
 from starlette_ws.params import Error, Param, resolve, sources_of
@@ -33,11 +35,14 @@ class TextEndpoint(WebSocketEndpoint):
     encoding = "text"
     params: ClassVar[Sequence[Param]] = ()
     closing = False
+    sent_close: int | None = None  # the code of the close we sent first
+    counts: metrics.Counts = metrics.NO_COUNTS
 
     async def dispatch(self) -> None:
-        websocket: WebSocket = WebSocket(self.scope, receive=self.receive, send=self.send)
+        settings = settings_of(HTTPConnection(self.scope))
+        self.counts = metrics.counts_for(metrics.endpoint_name(type(self))) if settings.metrics else metrics.NO_COUNTS
+        websocket = WebSocket(self.scope, receive=self.receive, send=self.counts.counting(self.send))
         headers = websocket.headers
-        settings = settings_of(websocket)
         errors = origin_errors(
             headers.get("origin"), headers.get("host"), settings.allowed_origins, settings.allowed_hosts
         )
@@ -48,6 +53,7 @@ class TextEndpoint(WebSocketEndpoint):
             await deny(websocket, errors)
             return
         close_code = status.WS_1011_INTERNAL_ERROR
+        self.counts.open.inc()
         try:
             await self.on_connect(websocket)
             close_code = await self.serve(websocket)
@@ -57,7 +63,13 @@ class TextEndpoint(WebSocketEndpoint):
             logger.exception("Error in %s for %s", type(self).__name__, websocket.url.path)
             await self.close(websocket, status.WS_1011_INTERNAL_ERROR, "Internal error")
         finally:
+            self.counts.open.dec()
+            self.counts.closed(self.close_code(close_code))
             await self.on_disconnect(websocket, close_code)
+
+    def close_code(self, reported: int) -> int:
+        """How the connection ended: our close code when we closed first, else the reported one."""
+        return self.sent_close if self.sent_close is not None else reported
 
     def admit(self, websocket: WebSocket, values: dict[str, Any]) -> list[Error]:
         """Keep what the connection needs from its parameters; return reasons to refuse it."""
@@ -70,6 +82,7 @@ class TextEndpoint(WebSocketEndpoint):
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return int(message.get("code") or status.WS_1000_NORMAL_CLOSURE)
+            self.counts.received.inc()
             if self.closing:  # we have said goodbye: what arrives before the client's close is ignored
                 continue
             text = message.get("text")
@@ -83,7 +96,8 @@ class TextEndpoint(WebSocketEndpoint):
 
     async def close(self, websocket: WebSocket, code: int, reason: str) -> None:
         """End the connection from the server side; no further message is handled."""
-        self.closing = True
+        if not self.closing:
+            self.closing, self.sent_close = True, code
         await self.send_close(websocket, code, reason)
 
     async def send_close(self, websocket: WebSocket, code: int, reason: str) -> None:
@@ -91,8 +105,8 @@ class TextEndpoint(WebSocketEndpoint):
         await close_quietly(websocket, code, reason)
 
 
-def settings_of(websocket: WebSocket) -> Settings:
-    settings: Settings = websocket.state.settings
+def settings_of(connection: HTTPConnection) -> Settings:
+    settings: Settings = connection.state.settings
     return settings
 
 

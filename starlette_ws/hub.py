@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from starlette import status
 from starlette.websockets import WebSocket
 
+from starlette_ws import metrics
 from starlette_ws.backends import Backend, BackendError, Event, MessageTooLarge, PublishUncertain
 from starlette_ws.endpoint import GONE
 
@@ -27,6 +28,7 @@ FINISH_GRACE = 5.0  # seconds a leaving connection may take to flush a requested
 HOLD = 0.5  # seconds a sender's next message may wait for its publish and its own copy
 RELISTEN = 1.0  # seconds the listener pauses after an unexpected error
 STOP_GRACE = 2.0  # seconds publishes still in flight get to finish when the hub stops
+SAMPLE = 1.0  # seconds between two readings of the outbox bytes for the metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class Connection:
         self._sender = asyncio.create_task(self._send_loop())
         self._closer: asyncio.Task[None] | None = None
         self._finishing = False
+        self.aborted_with: int | None = None  # the close code `abort` sent
         self._expected: deque[tuple[str, asyncio.Future[None]]] = deque()
         self.publishing: asyncio.Task[bool] | None = None  # this client's latest broadcast
 
@@ -57,6 +60,7 @@ class Connection:
         if size is None:
             size = len(text.encode())
         if self._queued_bytes + size > self.max_bytes:
+            metrics.CHAT_SLOW_CLIENTS.inc()
             self.abort(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW)
             return
         self._put(text, size)
@@ -88,6 +92,7 @@ class Connection:
         """Drop the queue and the connection now; the close frame goes out when the socket can take it."""
         if self._closer is not None:
             return
+        self.aborted_with = code
         self._gone()
         self._sender.cancel()
         self._closer = asyncio.create_task(self._send_close(Close(code, reason)))
@@ -105,6 +110,10 @@ class Connection:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
 
     def _put(self, item: str | Close, size: int) -> None:
         self._outbox.append((item, size))
@@ -161,6 +170,7 @@ class Hub:
         self._channels: dict[str, dict[Connection, str]] = {}
         self._lock = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
+        self._sampler: asyncio.Task[None] | None = None
         self._publishing: set[asyncio.Task[bool]] = set()
 
     def __len__(self) -> int:
@@ -174,12 +184,14 @@ class Hub:
     async def start(self) -> None:
         await self.backend.connect()
         self._listener = asyncio.create_task(self._listen())
+        self._sampler = asyncio.create_task(self._sample())
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        for helper in (self._listener, self._sampler):
+            if helper is not None:
+                helper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
         if self._publishing:
             await asyncio.wait(self._publishing, timeout=STOP_GRACE)
             for task in list(self._publishing):
@@ -230,11 +242,13 @@ class Hub:
         if previous is not None and not previous.done():
             await asyncio.wait({previous}, timeout=deadline - loop.time())
             if not previous.done():
+                metrics.PUBLISH_FAILURES.labels(reason="busy").inc()
                 logger.warning(
                     "Broadcast on %r not sent: the client's previous one still waits for the engine", channel
                 )
                 return
         with sender.expecting(message) as own_copy:
+            published = loop.time()
             publish = loop.create_task(self.publish(channel, message))
             sender.publishing = publish
             self._publishing.add(publish)
@@ -243,6 +257,8 @@ class Hub:
                 async with asyncio.timeout_at(deadline):
                     if await asyncio.shield(publish) and sender.open and self.listening:
                         await own_copy
+                        if sender.open:  # a connection that is gone also ends the wait
+                            metrics.BROADCAST_DELIVERY.observe(loop.time() - published)
 
     async def publish(self, channel: str, message: str) -> bool:
         """Hand a message to the backend; an outage is logged, never raised to the endpoint.
@@ -252,14 +268,18 @@ class Hub:
         try:
             await self.backend.publish(channel, message)
         except MessageTooLarge:
+            metrics.PUBLISH_FAILURES.labels(reason="too_large").inc()
             raise
         except PublishUncertain as exc:
+            metrics.PUBLISH_FAILURES.labels(reason="uncertain").inc()
             logger.warning("Broadcast on %r may not have been sent: %s", channel, exc)
             return False
         except BackendError as exc:
+            metrics.PUBLISH_FAILURES.labels(reason="not_sent").inc()
             logger.warning("Broadcast on %r not sent: %s", channel, exc)
             return False
         except Exception:  # a backend bug: the sender's socket stays open, as in an outage
+            metrics.PUBLISH_FAILURES.labels(reason="error").inc()
             logger.exception("Broadcast on %r may not have been sent", channel)
             return False
         return True
@@ -275,6 +295,16 @@ class Hub:
         size = len(event.message.encode())
         for connection in list(members):
             connection.send(event.message, size)
+
+    async def _sample(self) -> None:
+        """Report the bytes waiting in outboxes now and then; counting every message would cost more."""
+        try:
+            while True:
+                queued = sum(connection.queued_bytes for members in self._channels.values() for connection in members)
+                metrics.CHAT_OUTBOX_BYTES.set(queued)
+                await asyncio.sleep(SAMPLE)
+        finally:
+            metrics.CHAT_OUTBOX_BYTES.set(0)
 
     async def _listen(self) -> None:
         """Deliver what the backend receives, for as long as the hub runs.

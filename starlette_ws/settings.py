@@ -28,6 +28,7 @@ class Settings:
     ws_drain_timeout: float = 20.0
     ws_max_fragments: int = 4096
     templates_dir: Path = TEMPLATES_DIR
+    metrics: bool = True  # GET /metrics, and the per-connection counts behind it
     debug: bool = False
 
     @classmethod
@@ -48,5 +49,6 @@ class Settings:
             ws_drain_timeout=config("WS_DRAIN_TIMEOUT", cast=float, default=default.ws_drain_timeout),
             ws_max_fragments=config("WS_MAX_FRAGMENTS", cast=int, default=default.ws_max_fragments),
             templates_dir=Path(config("TEMPLATES_DIR", default=str(default.templates_dir))),
+            metrics=config("METRICS", cast=bool, default=default.metrics),
             debug=config("DEBUG", cast=bool, default=False),
         )

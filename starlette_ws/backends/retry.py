@@ -9,6 +9,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+from starlette_ws import metrics
+
 
 class Reconnector:
     """Backoff with jitter (`retry_min` doubling up to `retry_max`), one warning per outage.
@@ -26,10 +28,14 @@ class Reconnector:
         self.retry_max = retry_max
         self.stopped = asyncio.Event()
         self._down_since: float | None = None
+        backend = logger.name.rpartition(".")[2]  # starlette_ws.backends.redis -> redis
+        self._outages = metrics.BACKEND_OUTAGES.labels(backend=backend)
+        self._reconnects = metrics.BACKEND_RECONNECTS.labels(backend=backend)
 
     def lost(self, reason: BaseException | str) -> None:
         if self._down_since is None:
             self._down_since = time.monotonic()
+            self._outages.inc()
             self.logger.warning("Lost %s (%s); reconnecting", self.lost_what, describe(reason))
         else:
             self.logger.debug("%s still unreachable: %s", self.what, describe(reason))
@@ -51,6 +57,7 @@ class Reconnector:
                 elapsed = time.monotonic() - self._down_since
                 self.logger.info("%s is back after %.1f s; %s", self.what, elapsed, detail)
                 self._down_since = None
+                self._reconnects.inc()
             return
 
     async def pause(self, seconds: float) -> None:

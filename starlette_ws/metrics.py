@@ -1,0 +1,207 @@
+"""Prometheus metrics: every metric object, and `GET /metrics`.
+
+The objects live at module level, so each process registers them once however many apps it
+creates. With several workers, `PROMETHEUS_MULTIPROC_DIR` (set before this module is imported:
+`make run WORKERS=N` does it) makes every worker write its values to files there, and a scrape
+answered by any worker sums them all.
+
+Per-message counts go through label children bound once per endpoint class (`counts_for`); a
+`.labels()` lookup per message would cost more than the count itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Send
+
+from starlette_ws.params import Error
+
+MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+CONNECTIONS_OPEN = Gauge(
+    "starlette_ws_connections_open",
+    "WebSocket connections admitted and not yet ended, per endpoint.",
+    ["endpoint"],
+    multiprocess_mode="livesum",
+)
+HANDSHAKES_REFUSED = Counter(
+    "starlette_ws_handshakes_refused",
+    "Handshakes refused, per reason type (a handshake refused for two reasons counts under both).",
+    ["reason"],
+)
+MESSAGES_RECEIVED = Counter(
+    "starlette_ws_messages_received", "Data frames received from clients, per endpoint.", ["endpoint"]
+)
+MESSAGES_SENT = Counter("starlette_ws_messages_sent", "Messages sent to clients, per endpoint.", ["endpoint"])
+CLOSES = Counter(
+    "starlette_ws_closes",
+    "Connections ended, per endpoint and close code: the server's code when it closed first, "
+    "else the client's (1005: no code given, 1006: the connection dropped; codes outside 1000-1015: other).",
+    ["endpoint", "code"],
+)
+CHAT_OUTBOX_BYTES = Gauge(
+    "starlette_ws_chat_outbox_bytes",
+    "Bytes queued in chat outboxes, waiting for slow sockets (sampled once a second).",
+    multiprocess_mode="livesum",
+)
+CHAT_SLOW_CLIENTS = Counter(
+    "starlette_ws_chat_slow_clients", "Chat clients closed with 1013 because their outbox was full."
+)
+PUBLISH_FAILURES = Counter(
+    "starlette_ws_broadcast_publish_failures",
+    "Chat broadcasts that did not certainly reach the engine, per reason: not_sent (engine down), "
+    "uncertain (sent, no answer), error (a bug), too_large, busy (the sender's previous one still waits).",
+    ["reason"],
+)
+BACKEND_OUTAGES = Counter(
+    "starlette_ws_backend_outages", "Broadcast engine connections lost (one per outage).", ["backend"]
+)
+BACKEND_RECONNECTS = Counter(
+    "starlette_ws_backend_reconnects", "Broadcast engine connections back after an outage.", ["backend"]
+)
+BROADCAST_DELIVERY = Histogram(
+    "starlette_ws_broadcast_delivery_seconds",
+    "Seconds from a chat message's publish to its own copy reaching this process's fan-out (the "
+    "round trip through the engine). Copies later than 0.5 s are no longer waited for and not observed.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+)
+
+
+class Tally(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class Level(Tally, Protocol):
+    def dec(self, amount: float = 1) -> None: ...
+
+
+class Counts:
+    """One endpoint's counters, labelled once."""
+
+    def __init__(self, endpoint: str, open: Level, received: Tally, sent: Tally) -> None:
+        self.endpoint = endpoint
+        self.open = open
+        self.received = received
+        self.sent = sent
+
+    def closed(self, code: int) -> None:
+        CLOSES.labels(endpoint=self.endpoint, code=code_label(code)).inc()
+
+    def counting(self, send: Send) -> Send:
+        """`send`, counting each message that reaches the server."""
+        sent = self.sent
+
+        async def counted(message: Message) -> None:
+            await send(message)
+            if message["type"] == "websocket.send":
+                sent.inc()
+
+        return counted
+
+
+class Nothing:
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def dec(self, amount: float = 1) -> None:
+        pass
+
+
+class NoCounts(Counts):
+    """What a connection counts with when the METRICS setting is off: nothing."""
+
+    def __init__(self) -> None:
+        super().__init__("", Nothing(), Nothing(), Nothing())
+
+    def closed(self, code: int) -> None:
+        pass
+
+    def counting(self, send: Send) -> Send:
+        return send
+
+
+NO_COUNTS = NoCounts()
+
+
+def code_label(code: int) -> str:
+    """The protocol's own codes as they are; a client's private codes (3000-4999) would make a
+    series each, so they count together."""
+    return str(code) if 1000 <= code <= 1015 else "other"
+
+
+def endpoint_name(cls: type) -> str:
+    """`EchoEndpoint` -> `echo`."""
+    return cls.__name__.removesuffix("Endpoint").lower()
+
+
+@functools.cache
+def counts_for(endpoint: str) -> Counts:
+    return Counts(
+        endpoint,
+        CONNECTIONS_OPEN.labels(endpoint=endpoint),
+        MESSAGES_RECEIVED.labels(endpoint=endpoint),
+        MESSAGES_SENT.labels(endpoint=endpoint),
+    )
+
+
+def refused(errors: Iterable[Error]) -> None:
+    for reason in {error["type"] for error in errors}:
+        HANDSHAKES_REFUSED.labels(reason=reason).inc()
+
+
+def scrape(request: Request) -> Response:
+    """`GET /metrics`: this process's metrics, or with several workers every worker's, summed."""
+    if MULTIPROC_DIR is None:
+        registry = REGISTRY
+    else:
+        forget_dead(MULTIPROC_DIR)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, MULTIPROC_DIR)  # type: ignore[no-untyped-call]
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+LIVE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+
+
+def forget_dead(path: str) -> None:
+    """Drop the live gauges of workers that are gone.
+
+    uvicorn replaces a worker that dies but has no hook to tell us, so a worker killed with open
+    connections would otherwise count them for as long as the directory lives.
+    """
+    for pid in dead_pids(os.listdir(path)):
+        with contextlib.suppress(FileNotFoundError):  # a scrape at the same moment removed it first
+            multiprocess.mark_process_dead(pid, path)  # type: ignore[no-untyped-call]
+
+
+def dead_pids(names: Sequence[str]) -> set[int]:
+    pids = {int(match[1]) for name in names if (match := LIVE_FILE.fullmatch(name))}
+    return {pid for pid in pids if not alive(pid)}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: not ours, but not gone either
+        return True
+    return True
