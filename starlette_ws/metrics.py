@@ -5,12 +5,16 @@ creates. With several workers, `PROMETHEUS_MULTIPROC_DIR` (set before this modul
 `make run WORKERS=N` does it) makes every worker write its values to files there, and a scrape
 answered by any worker sums them all.
 
-Per-message counts go through label children bound once per endpoint class (`counts_for`); a
-`.labels()` lookup per message would cost more than the count itself.
+Per-message counts cost a plain addition: they are kept in a `Tally` (bound once per endpoint
+class, `counts_for`) and added to their Prometheus counter when flushed, before each scrape and,
+with several workers, once a second in every worker (`flushing`). An `inc()` on the counter itself
+costs 0.8 us, 1.9 us in multiprocess mode (a lock and a file write), several times a message's
+own cost in the echo loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import os
@@ -85,18 +89,53 @@ BROADCAST_DELIVERY = Histogram(
 )
 
 
-class Tally(Protocol):
+class Inc(Protocol):
     def inc(self, amount: float = 1) -> None: ...
 
 
-class Level(Tally, Protocol):
+class Level(Inc, Protocol):
     def dec(self, amount: float = 1) -> None: ...
+
+
+class Tally:
+    """A count kept as a number until `flush` adds it to its Prometheus counter."""
+
+    __slots__ = ("counter", "pending")
+
+    def __init__(self, counter: Inc) -> None:
+        self.counter = counter
+        self.pending: float = 0
+        TALLIES.append(self)
+
+    def inc(self, amount: float = 1) -> None:
+        self.pending += amount
+
+    def flush(self) -> None:
+        if self.pending:
+            pending, self.pending = self.pending, 0
+            self.counter.inc(pending)
+
+
+TALLIES: list[Tally] = []
+
+
+def flush() -> None:
+    for tally in TALLIES:
+        tally.flush()
+
+
+async def flushing(interval: float = 1.0) -> None:
+    """With several workers a scrape reads every worker's files: each worker writes its tallies
+    there once a second (a worker that dies loses at most that second's counts)."""
+    while True:
+        await asyncio.sleep(interval)
+        flush()
 
 
 class Counts:
     """One endpoint's counters, labelled once."""
 
-    def __init__(self, endpoint: str, open: Level, received: Tally, sent: Tally) -> None:
+    def __init__(self, endpoint: str, open: Level, received: Inc, sent: Inc) -> None:
         self.endpoint = endpoint
         self.open = open
         self.received = received
@@ -157,8 +196,8 @@ def counts_for(endpoint: str) -> Counts:
     return Counts(
         endpoint,
         CONNECTIONS_OPEN.labels(endpoint=endpoint),
-        MESSAGES_RECEIVED.labels(endpoint=endpoint),
-        MESSAGES_SENT.labels(endpoint=endpoint),
+        Tally(MESSAGES_RECEIVED.labels(endpoint=endpoint)),
+        Tally(MESSAGES_SENT.labels(endpoint=endpoint)),
     )
 
 
@@ -169,6 +208,7 @@ def refused(errors: Iterable[Error]) -> None:
 
 def scrape(request: Request) -> Response:
     """`GET /metrics`: this process's metrics, or with several workers every worker's, summed."""
+    flush()
     if MULTIPROC_DIR is None:
         registry = REGISTRY
     else:
