@@ -6,14 +6,16 @@ from starlette import status
 from starlette.websockets import WebSocket
 
 from starlette_ws import params
-from starlette_ws.backends import MessageTooLarge
+from starlette_ws.backends import BackendError, MessageTooLarge
 from starlette_ws.deny import MAX_REASON_BYTES, truncate_utf8
-from starlette_ws.endpoint import TextEndpoint, settings_of
+from starlette_ws.endpoint import TextEndpoint, logger, settings_of
 from starlette_ws.hub import Connection, Hub
+from starlette_ws.hubs import Hubs
 from starlette_ws.params import Error
 from starlette_ws.ratelimit import TokenBucket
 
 CHANNEL = "chat"
+NOT_STARTED = "Broadcast backend not started: run the app's lifespan"
 
 
 class ChatEndpoint(TextEndpoint):
@@ -24,13 +26,24 @@ class ChatEndpoint(TextEndpoint):
 
     def admit(self, websocket: WebSocket, values: dict[str, Any]) -> list[Error]:
         self.client_id: int = values["client_id"]
-        self.hub: Hub = websocket.state.hub
         settings = settings_of(websocket)
         self.bucket = TokenBucket(settings.chat_rate_per_second, settings.chat_rate_burst)
         return []
 
     async def on_connect(self, websocket: WebSocket) -> None:
         await websocket.accept()
+        hubs: Hubs = websocket.app.state.hubs
+        try:
+            self.hub: Hub = await hubs.get()
+        except BackendError as exc:  # no lifespan ran, and the first connection could not connect
+            logger.error(
+                "Chat connection closed: the %s:// broadcast backend is not started and could not connect (%s); "
+                "run the app's lifespan (uvicorn does; with Starlette's TestClient: `with TestClient(app)`)",
+                hubs.scheme,
+                exc,
+            )
+            await self.close(websocket, status.WS_1011_INTERNAL_ERROR, NOT_STARTED)
+            return
         self.connection = await self.hub.join(CHANNEL, websocket)
 
     async def on_receive(self, websocket: WebSocket, data: Any) -> None:

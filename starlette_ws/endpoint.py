@@ -92,7 +92,7 @@ class TextEndpoint(WebSocketEndpoint):
 
 
 def settings_of(websocket: WebSocket) -> Settings:
-    settings: Settings = websocket.state.settings
+    settings: Settings = websocket.app.state.settings
     return settings
 
 
