@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         secret_filter = logs.install()
         try:
-            await hubs.get()
+            await hubs.start()
             try:
                 yield
             finally:

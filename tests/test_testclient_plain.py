@@ -6,12 +6,15 @@ No lifespan runs, and every request and socket gets an event loop (and thread) o
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
+import redis
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from starlette_ws.app import create_app
 from starlette_ws.settings import Settings
+from tests.services import RedisServer
 from tests.uvicorn_server import free_port
 
 app = create_app(Settings())
@@ -118,3 +121,26 @@ def test_chat_with_an_unreachable_engine_closes_with_a_reason(caplog: pytest.Log
     assert "redis:// broadcast backend is not started and could not connect" in record.getMessage()
     assert "run the app's lifespan" in record.getMessage()
     assert unreachable.get("/health").json()["listening"] is False
+
+
+def test_chat_over_redis_connects_on_first_use_and_closes_after_the_last(redis_server: RedisServer) -> None:
+    redis_server.start()  # running again if an earlier outage test left it stopped
+    with redis.Redis.from_url(redis_server.url) as admin:
+        before = len(admin.client_list())
+        over_redis = TestClient(create_app(Settings(broadcast_url=redis_server.url)))
+        for _ in range(2):
+            with over_redis.websocket_connect("/ws/1") as one:
+                one.send_text("a")  # its own copy comes back through Redis: subscribed
+                assert [one.receive_text(), one.receive_text()] == ["You wrote: a", "Client #1 says: a"]
+                with over_redis.websocket_connect("/ws/2") as two:
+                    two.send_text("b")
+                    assert [two.receive_text(), two.receive_text()] == ["You wrote: b", "Client #2 says: b"]
+                    assert one.receive_text() == "Client #2 says: b"
+                    one.send_text("c")
+                    assert [one.receive_text(), one.receive_text()] == ["You wrote: c", "Client #1 says: c"]
+                    assert two.receive_text() == "Client #1 says: c"
+                assert one.receive_text() == "Client #2 left the chat"
+        deadline = time.monotonic() + 2
+        while len(admin.client_list()) > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(admin.client_list()) == before
