@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -10,30 +11,43 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.templating import Jinja2Templates
 
 from starlette_ws import logs, metrics, pages
-from starlette_ws.backends import backend_for_url
 from starlette_ws.chat import ChatEndpoint
 from starlette_ws.echo import EchoEndpoint
 from starlette_ws.health import health
 from starlette_ws.hosts import TrustedHosts
-from starlette_ws.hub import Hub
+from starlette_ws.hubs import Hubs
 from starlette_ws.items import ItemsEndpoint
 from starlette_ws.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
+    """The demos, ready to serve; the handlers find settings, templates and hubs on `app.state`.
+
+    The lifespan connects the chat's broadcast engine at start-up and closes it at shutdown;
+    without it (`TestClient(app)` outside `with`) the first chat connection starts it.
+    """
     settings = settings or Settings.from_environ()
-    templates = Jinja2Templates(directory=settings.templates_dir)
+    templates = Jinja2Templates(directory=settings.templates_dir or pages.package_templates())
     templates.env.globals.update(ITEM_ID=pages.ITEM_ID, CLIENT_ID=pages.CLIENT_ID)
+    hubs = Hubs(settings.broadcast_url, settings.send_queue_bytes)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         secret_filter = logs.install()
-        hub = Hub(backend_for_url(settings.broadcast_url), settings.send_queue_bytes)
-        await hub.start()
+        # With several workers, each writes its counts for the others' scrapes once a second.
+        flushing = asyncio.create_task(metrics.flushing()) if metrics.MULTIPROC_DIR and settings.metrics else None
         try:
-            yield {"settings": settings, "templates": templates, "hub": hub}
+            await hubs.start()
+            try:
+                yield
+            finally:
+                await hubs.stop()
         finally:
-            await hub.stop()
+            if flushing is not None:
+                flushing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await flushing
+                metrics.flush()
             logs.uninstall(secret_filter)
 
     routes = [
@@ -49,7 +63,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings.metrics:
         routes.append(Route("/metrics", metrics.scrape, name="metrics"))
     middleware = [Middleware(TrustedHosts, allowed_hosts=settings.allowed_hosts)]
-    return Starlette(debug=settings.debug, routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(debug=settings.debug, routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.templates = templates
+    app.state.hubs = hubs
+    return app
 
 
 app = create_app()

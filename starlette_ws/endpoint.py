@@ -106,7 +106,7 @@ class TextEndpoint(WebSocketEndpoint):
 
 
 def settings_of(connection: HTTPConnection) -> Settings:
-    settings: Settings = connection.state.settings
+    settings: Settings = connection.app.state.settings
     return settings
 
 

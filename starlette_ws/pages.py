@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from importlib.resources import files
+from pathlib import Path
+
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
@@ -16,8 +19,13 @@ DEMOS = {
 }
 
 
+def package_templates() -> Path:
+    """The pages the package ships (the repo's templates/, mapped by setup.cfg), where installed."""
+    return Path(str(files("starlette_ws.templates")))
+
+
 def render(request: Request, name: str) -> Response:
-    templates: Jinja2Templates = request.state.templates
+    templates: Jinja2Templates = request.app.state.templates
     return templates.TemplateResponse(request, f"{name}.html", {"demos": DEMOS, "page": name})
 
 

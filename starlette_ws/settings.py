@@ -8,8 +8,6 @@ from pathlib import Path
 from starlette.config import Config
 from starlette.datastructures import CommaSeparatedStrings
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -27,7 +25,8 @@ class Settings:
     handshake_timeout: float = 10.0
     ws_drain_timeout: float = 20.0
     ws_max_fragments: int = 4096
-    templates_dir: Path = TEMPLATES_DIR
+    # Your own pages in place of the ones the package ships (None: the package's).
+    templates_dir: Path | None = None
     metrics: bool = True  # GET /metrics, and the per-connection counts behind it
     debug: bool = False
 
@@ -48,7 +47,11 @@ class Settings:
             handshake_timeout=config("HANDSHAKE_TIMEOUT", cast=float, default=default.handshake_timeout),
             ws_drain_timeout=config("WS_DRAIN_TIMEOUT", cast=float, default=default.ws_drain_timeout),
             ws_max_fragments=config("WS_MAX_FRAGMENTS", cast=int, default=default.ws_max_fragments),
-            templates_dir=Path(config("TEMPLATES_DIR", default=str(default.templates_dir))),
+            templates_dir=_path_or_none(config("TEMPLATES_DIR", default="")),
             metrics=config("METRICS", cast=bool, default=default.metrics),
             debug=config("DEBUG", cast=bool, default=False),
         )
+
+
+def _path_or_none(value: str) -> Path | None:
+    return Path(value) if value else None

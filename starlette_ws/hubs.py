@@ -1,0 +1,104 @@
+"""The app's chat hub for the running event loop, with or without the app's lifespan.
+
+A server runs one event loop: the lifespan starts its hub (a broadcast engine that is not there
+is a start-up error) and stops it. Starlette's TestClient without `with` runs no lifespan and
+gives every connection an event loop of its own, in its own thread, and a hub's tasks, futures
+and engine connections belong to one loop; so each loop gets its own hub, started by the first
+chat connection in it and stopped by the last one to leave (closing its engine connections
+before the loop ends). `memory://` hubs of one app hear each other through the app's
+`MemoryBus`; Redis and PostgreSQL hubs through the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+from starlette_ws.backends import Backend, backend_for_url
+from starlette_ws.backends.memory import MemoryBackend, MemoryBus
+from starlette_ws.hub import Hub
+
+
+class Hubs:
+    def __init__(self, broadcast_url: str, queue_bytes: int) -> None:
+        self.broadcast_url = broadcast_url
+        self.queue_bytes = queue_bytes
+        self.scheme = urlsplit(broadcast_url).scheme
+        self._bus = MemoryBus() if self.scheme == "memory" else None
+        self._hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+        self._starting: dict[asyncio.AbstractEventLoop, asyncio.Task[Hub]] = {}
+        self._users: dict[Hub, int] = {}  # chat connections per hub
+        self._kept: set[Hub] = set()  # started by the lifespan: stopped by it only
+
+    def __len__(self) -> int:
+        """Chat connections in this process."""
+        return sum(len(hub) for hub in self._live())
+
+    @property
+    def listening(self) -> bool:
+        """Whether broadcasts from other processes reach this one (memory://: there are none)."""
+        hubs = self._live()
+        if not hubs:
+            return self._bus is not None
+        return all(hub.listening for hub in hubs)
+
+    async def start(self) -> None:
+        """The lifespan's start-up: this loop's hub connects now (or raises) and runs until `stop`."""
+        self._kept.add(await self._hub())
+
+    async def stop(self) -> None:
+        """The lifespan's shutdown: stop this loop's hub."""
+        hub = self._hubs.pop(asyncio.get_running_loop(), None)
+        if hub is not None:
+            self._kept.discard(hub)
+            await hub.stop()
+
+    async def acquire(self) -> Hub:
+        """The running loop's hub for a chat connection, started on first use (`BackendError`
+        when it cannot start); `release` it when the connection ends."""
+        hub = await self._hub()
+        self._users[hub] = self._users.get(hub, 0) + 1
+        return hub
+
+    async def release(self, hub: Hub) -> None:
+        """A hub the lifespan did not start stops with its last connection: its loop may end next
+        (TestClient), and nothing else would close its engine connections."""
+        users = self._users.pop(hub, 1) - 1
+        if users > 0:
+            self._users[hub] = users
+            return
+        if hub in self._kept:
+            return
+        loop = asyncio.get_running_loop()
+        if self._hubs.get(loop) is hub:
+            del self._hubs[loop]
+        await hub.stop()
+
+    async def _hub(self) -> Hub:
+        loop = asyncio.get_running_loop()
+        hub = self._hubs.get(loop)
+        if hub is not None:
+            return hub
+        starting = self._starting.get(loop)
+        if starting is None:
+            starting = self._starting[loop] = loop.create_task(self._start(loop))
+        return await asyncio.shield(starting)
+
+    async def _start(self, loop: asyncio.AbstractEventLoop) -> Hub:
+        try:
+            hub = Hub(self._backend(), self.queue_bytes)
+            await hub.start()
+            for gone in [other for other in self._hubs if other.is_closed()]:
+                self._hubs.pop(gone, None)
+            self._hubs[loop] = hub
+            return hub
+        finally:
+            del self._starting[loop]
+
+    def _backend(self) -> Backend:
+        if self._bus is not None:
+            return MemoryBackend(self.broadcast_url, self._bus)
+        return backend_for_url(self.broadcast_url)
+
+    def _live(self) -> list[Hub]:
+        return [hub for loop, hub in list(self._hubs.items()) if not loop.is_closed()]
