@@ -27,6 +27,8 @@ from tests.uvicorn_server import UvicornServer
 MOST_CONNECTIONS = 40
 MESSAGES = 2  # per connection
 OPEN = "starlette_ws_connections_open"
+RECEIVED = "starlette_ws_messages_received_total"
+FLUSHED = 3.0  # seconds: each worker writes its message counts to the shared files once a second
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -90,11 +92,11 @@ def test_one_scrape_sums_both_workers(two_workers: UvicornServer) -> None:
         clients = spread(two_workers, stack)
         by_worker = connections_by_worker(two_workers)
         assert sorted(by_worker.values())[0] >= 2, f"the kernel gave one worker everything: {by_worker}"
-        during = scrape(two_workers)
-    total = len(clients)
+        total = len(clients)
+        during = wait_for(two_workers, lambda s: echo(s, RECEIVED) == total * MESSAGES, timeout=FLUSHED)
     assert sum(by_worker.values()) == total
     assert echo(during, OPEN) == total
-    assert echo(during, "starlette_ws_messages_received_total") == total * MESSAGES
+    assert echo(during, RECEIVED) == total * MESSAGES
     assert echo(during, "starlette_ws_messages_sent_total") == total * MESSAGES
     after = wait_for(two_workers, lambda s: echo(s, OPEN) == 0)
     assert echo(after, OPEN) == 0
@@ -106,13 +108,14 @@ def test_a_killed_worker_stops_counting_as_open(two_workers: UvicornServer) -> N
     with contextlib.ExitStack() as stack:
         clients = spread(two_workers, stack)
         by_worker = connections_by_worker(two_workers)
-        assert echo(scrape(two_workers), OPEN) == len(clients)
+        flushed = wait_for(two_workers, lambda s: echo(s, RECEIVED) == len(clients) * MESSAGES, timeout=FLUSHED)
+        assert echo(flushed, OPEN) == len(clients)
         victim, survivor = sorted(by_worker, key=by_worker.__getitem__, reverse=True)
         os.kill(victim, signal.SIGKILL)
         after = wait_for(two_workers, lambda s: echo(s, OPEN) == by_worker[survivor])
         assert echo(after, OPEN) == by_worker[survivor]
         # the dead worker's counts stay: a counter never goes down while the server runs
-        assert echo(after, "starlette_ws_messages_received_total") == len(clients) * MESSAGES
+        assert echo(after, RECEIVED) == len(clients) * MESSAGES
 
 
 OUTBOX = ("starlette_ws_chat_outbox_bytes", frozenset())
