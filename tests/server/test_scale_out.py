@@ -137,7 +137,8 @@ def test_postgres_refuses_an_oversize_message_clearly(postgres_pair: tuple[Uvico
     with ws_connect(a, "/ws/1") as one:
         one.send("z" * 9000)
         messages, close = read_to_close(one)
-    assert messages == ["You wrote: " + "z" * 9000]
+    # an earlier test's client on the shared servers may still be announced as leaving
+    assert [m for m in messages if not m.endswith(" left the chat")] == ["You wrote: " + "z" * 9000]
     assert close is not None and close[0] == 1009
     assert "8000" in close[1]
 
