@@ -47,12 +47,12 @@ class CountedWebSocket(WebSocket):
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, sent: metrics.Inc) -> None:
         super().__init__(scope, receive, send)
-        self.sent = sent
+        self.count_sent = sent.inc
 
     async def send(self, message: Message) -> None:
         await super().send(message)
         if message["type"] == "websocket.send":
-            self.sent.inc()
+            self.count_sent()
 
     async def send_text(self, data: str) -> None:
         if self.application_state is not WebSocketState.CONNECTED:
@@ -63,7 +63,7 @@ class CountedWebSocket(WebSocket):
         except OSError:
             self.application_state = WebSocketState.DISCONNECTED
             raise WebSocketDisconnect(code=status.WS_1006_ABNORMAL_CLOSURE) from None
-        self.sent.inc()
+        self.count_sent()
 
 
 class TextEndpoint(WebSocketEndpoint):
@@ -114,14 +114,14 @@ class TextEndpoint(WebSocketEndpoint):
         """Feed text frames to `on_receive` until the connection ends; return the close code."""
         limit = settings_of(websocket).max_message_bytes
         quarter = limit // 4  # a text of at most this many characters is within the limit in UTF-8
-        receive, received, on_receive = self.receive, self.counts.received, self.on_receive
+        receive, count_received, on_receive = self.receive, self.counts.received.inc, self.on_receive
         while True:
             message = await receive()
             text = message.get("text")
             if text is None and message["type"] == "websocket.disconnect":
                 websocket.client_state = WebSocketState.DISCONNECTED
                 return int(message.get("code") or status.WS_1000_NORMAL_CLOSURE)
-            received.inc()
+            count_received()
             if self.closing:  # we have said goodbye: what arrives before the client's close is ignored
                 continue
             if text is None:
