@@ -4,6 +4,11 @@ A `TextEndpoint` checks its declared parameters before the handshake completes (
 `deny`), then feeds text frames to `on_receive`. A binary frame closes with 1003, a frame over
 the size limit with 1009, an error inside a hook with 1011 (logged once); a client's own close
 is not an error.
+
+The loop per message is kept lean, as close to a bare ASGI echo as a class can be: `serve` reads
+the server's messages itself rather than through `WebSocket.receive` (whose state checks the
+handshake needs, not every frame), and the endpoint's socket is a `CountedWebSocket`, whose
+`send_text` hands the server a message directly while connected and counts it there.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any, ClassVar
 from starlette import status
 from starlette.endpoints import WebSocketEndpoint
 from starlette.requests import HTTPConnection
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from starlette_ws import metrics
@@ -31,6 +37,35 @@ logger = logging.getLogger("starlette_ws")
 GONE = (WebSocketDisconnect, RuntimeError, OSError)
 
 
+class CountedWebSocket(WebSocket):
+    """Starlette's `WebSocket`, counting the messages it sends, with a short way for text.
+
+    While connected, `send_text` gives the server its message directly: Starlette's `send` would
+    only check the state again and pick the branch. A send that fails the way Starlette reports
+    (a dropped transport: 1006) fails the same; any other state takes Starlette's own path.
+    """
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, sent: metrics.Inc) -> None:
+        super().__init__(scope, receive, send)
+        self.count_sent = sent.inc
+
+    async def send(self, message: Message) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.send":
+            self.count_sent()
+
+    async def send_text(self, data: str) -> None:
+        if self.application_state is not WebSocketState.CONNECTED:
+            await super().send_text(data)
+            return
+        try:
+            await self._send({"type": "websocket.send", "text": data})
+        except OSError:
+            self.application_state = WebSocketState.DISCONNECTED
+            raise WebSocketDisconnect(code=status.WS_1006_ABNORMAL_CLOSURE) from None
+        self.count_sent()
+
+
 class TextEndpoint(WebSocketEndpoint):
     encoding = "text"
     params: ClassVar[Sequence[Param]] = ()
@@ -41,7 +76,7 @@ class TextEndpoint(WebSocketEndpoint):
     async def dispatch(self) -> None:
         settings = settings_of(HTTPConnection(self.scope))
         self.counts = metrics.counts_for(metrics.endpoint_name(type(self))) if settings.metrics else metrics.NO_COUNTS
-        websocket = WebSocket(self.scope, receive=self.receive, send=self.counts.counting(self.send))
+        websocket = CountedWebSocket(self.scope, self.receive, self.send, self.counts.sent)
         headers = websocket.headers
         errors = origin_errors(
             headers.get("origin"), headers.get("host"), settings.allowed_origins, settings.allowed_hosts
@@ -78,21 +113,24 @@ class TextEndpoint(WebSocketEndpoint):
     async def serve(self, websocket: WebSocket) -> int:
         """Feed text frames to `on_receive` until the connection ends; return the close code."""
         limit = settings_of(websocket).max_message_bytes
+        quarter = limit // 4  # a text of at most this many characters is within the limit in UTF-8
+        receive, count_received, on_receive = self.receive, self.counts.received.inc, self.on_receive
         while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
+            message = await receive()
+            text = message.get("text")
+            if text is None and message["type"] == "websocket.disconnect":
+                websocket.client_state = WebSocketState.DISCONNECTED
                 return int(message.get("code") or status.WS_1000_NORMAL_CLOSURE)
-            self.counts.received.inc()
+            count_received()
             if self.closing:  # we have said goodbye: what arrives before the client's close is ignored
                 continue
-            text = message.get("text")
             if text is None:
                 await self.close(websocket, status.WS_1003_UNSUPPORTED_DATA, "Text frames only")
                 return status.WS_1003_UNSUPPORTED_DATA
-            if len(text) > limit // 4 and len(text.encode()) > limit:
+            if len(text) > quarter and len(text.encode()) > limit:
                 await self.close(websocket, status.WS_1009_MESSAGE_TOO_BIG, f"Message over {limit} bytes")
                 return status.WS_1009_MESSAGE_TOO_BIG
-            await self.on_receive(websocket, text)
+            await on_receive(websocket, text)
 
     async def close(self, websocket: WebSocket, code: int, reason: str) -> None:
         """End the connection from the server side; no further message is handled."""

@@ -34,7 +34,6 @@ from prometheus_client import (
 )
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Send
 
 from starlette_ws.params import Error
 
@@ -144,17 +143,6 @@ class Counts:
     def closed(self, code: int) -> None:
         CLOSES.labels(endpoint=self.endpoint, code=code_label(code)).inc()
 
-    def counting(self, send: Send) -> Send:
-        """`send`, counting each message that reaches the server."""
-        sent = self.sent
-
-        async def counted(message: Message) -> None:
-            await send(message)
-            if message["type"] == "websocket.send":
-                sent.inc()
-
-        return counted
-
 
 class Nothing:
     def inc(self, amount: float = 1) -> None:
@@ -172,9 +160,6 @@ class NoCounts(Counts):
 
     def closed(self, code: int) -> None:
         pass
-
-    def counting(self, send: Send) -> Send:
-        return send
 
 
 NO_COUNTS = NoCounts()
