@@ -47,6 +47,7 @@ class CountedWebSocket(WebSocket):
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, sent: metrics.Inc) -> None:
         super().__init__(scope, receive, send)
+        self.send_to_server = send
         self.count_sent = sent.inc
 
     async def send(self, message: Message) -> None:
@@ -59,7 +60,7 @@ class CountedWebSocket(WebSocket):
             await super().send_text(data)
             return
         try:
-            await self._send({"type": "websocket.send", "text": data})
+            await self.send_to_server({"type": "websocket.send", "text": data})
         except OSError:
             self.application_state = WebSocketState.DISCONNECTED
             raise WebSocketDisconnect(code=status.WS_1006_ABNORMAL_CLOSURE) from None
