@@ -1,21 +1,28 @@
-"""Local fan-out: one bounded outbox and sender task per connection.
+"""Local fan-out: each message goes straight into the client's socket, or waits in its outbox.
 
-A broadcast only appends to outboxes; nothing here awaits another client's socket. A client
-whose outbox would pass its byte bound is closed with 1013 and dropped, a client whose send
-fails is dropped, and everyone else keeps getting every message in order.
+A broadcast builds its ASGI message once and hands it to every member in turn. A connection
+with nothing queued and no send under way sends it inline (see `Connection.deliver`); only a
+send that has to wait for the client (its transport is paused) leaves a sender task to finish
+it, and what comes next queues behind it. A client whose outbox would pass its byte bound is
+closed with 1013 and dropped, a client whose send fails is dropped, and everyone else keeps
+getting every message in order; nothing here awaits another client's socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from starlette import status
-from starlette.websockets import WebSocket
+from starlette.types import Message
+from starlette.websockets import WebSocket, WebSocketState
 
 from starlette_ws import metrics
 from starlette_ws.backends import Backend, BackendError, Event, MessageTooLarge, PublishUncertain
@@ -30,6 +37,24 @@ RELISTEN = 1.0  # seconds the listener pauses after an unexpected error
 STOP_GRACE = 2.0  # seconds publishes still in flight get to finish when the hub stops
 SAMPLE = 1.0  # seconds between two readings of the outbox bytes for the metrics
 
+# What a hub publishes carries a fixed-size header, `<origin>:<sequence>\n`: 16 hex digits naming
+# the hub, 14 numbering its publishes. A sender's own copy is recognised by it, not by its text.
+ORIGIN_DIGITS = 16
+SEQUENCE_DIGITS = 14
+HEADER_BYTES = ORIGIN_DIGITS + 1 + SEQUENCE_DIGITS + 1  # 32: an engine's size limit includes it
+
+
+def seal(origin: str, sequence: int, text: str) -> str:
+    """The payload a hub publishes: its header, then the text clients receive."""
+    return f"{origin}:{sequence:0{SEQUENCE_DIGITS}x}\n{text}"
+
+
+def opened(payload: str) -> tuple[str, str]:
+    """`(tag, text)` of a payload: the tag is origin and sequence; "" when it has no header."""
+    if len(payload) >= HEADER_BYTES and payload[HEADER_BYTES - 1] == "\n" and payload[ORIGIN_DIGITS] == ":":
+        return payload[: HEADER_BYTES - 1], payload[HEADER_BYTES:]
+    return "", payload
+
 
 @dataclass(frozen=True, slots=True)
 class Close:
@@ -37,72 +62,138 @@ class Close:
     reason: str
 
 
+class Started:
+    """A send that `Connection.deliver` started inline and that suspended: the sender task finishes it.
+
+    Python 3.11 has no eager tasks, so the send is stepped by hand (`coroutine.send(None)`) until
+    it first suspends. What it yielded then (the future it waits on, e.g. the transport draining)
+    is handed to the task machinery here, and the coroutine is driven on exactly as if the task
+    had started it: results and exceptions (a cancellation) go into it, its yields come out.
+    """
+
+    __slots__ = ("_coroutine", "_yielded")
+
+    def __init__(self, coroutine: Generator[Any, Any, None], yielded: Any) -> None:
+        self._coroutine = coroutine
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coroutine, yielded = self._coroutine, self._yielded
+        while True:
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:
+                try:
+                    yielded = coroutine.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    yielded = coroutine.send(sent)
+                except StopIteration:
+                    return
+
+    def close(self) -> None:
+        """Drop a send that will never be finished."""
+        self._coroutine.close()
+
+
 class Connection:
     def __init__(self, websocket: WebSocket, max_bytes: int, on_gone: Callable[[Connection], None]) -> None:
         self.websocket = websocket
+        # The ASGI send itself: Starlette's `WebSocket.send` checks its state on every call, and
+        # this connection keeps that state itself (nothing is sent once `open` is false).
+        self._send = websocket._send
         self.max_bytes = max_bytes
         self.open = True
         self._on_gone: Callable[[Connection], None] | None = on_gone
-        self._outbox: deque[tuple[str | Close, int]] = deque()
+        self._outbox: deque[tuple[Message | Close, int]] = deque()
         self._queued_bytes = 0
-        self._waiter: asyncio.Future[None] | None = None  # the idle sender's wake-up call
-        self._sender = asyncio.create_task(self._send_loop())
+        self._sender: asyncio.Task[None] | None = None  # runs while a send waits or the outbox is not empty
         self._closer: asyncio.Task[None] | None = None
         self._finishing = False
         self.aborted_with: int | None = None  # the close code `abort` sent
-        self._expected: deque[tuple[str, asyncio.Future[None]]] = deque()
+        self._expected: dict[str, asyncio.Future[None]] = {}
         self.publishing: asyncio.Task[bool] | None = None  # this client's latest broadcast
 
-    def send(self, text: str, size: int | None = None) -> None:
-        """Queue a message; `size` is its UTF-8 length when the caller already knows it."""
+    def send(self, text: str) -> None:
+        """Send a message of this client's own, in order with everything else it is sent."""
+        self.deliver({"type": "websocket.send", "text": text}, len(text.encode()))
+
+    def deliver(self, message: Message, size: int) -> None:
+        """Send an ASGI message now if this connection is idle, else queue it; `size` is its text's UTF-8 length.
+
+        Idle (nothing queued, no send under way), the send runs here until it first suspends;
+        uvicorn's suspends only while the client is not reading, so nearly every message is
+        written to the socket right away, with no task switch. A send that suspends is finished
+        by the sender task, and whatever follows waits in the outbox until it has.
+        """
         if not self.open:
             return
-        if size is None:
-            size = len(text.encode())
-        if self._queued_bytes + size > self.max_bytes:
+        if self._queued_bytes + size > self.max_bytes:  # a message larger than the bound never goes
             metrics.CHAT_SLOW_CLIENTS.inc()
             self.abort(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW)
             return
-        self._put(text, size)
-        if self._expected and self._expected[0][0] == text:
-            arrived = self._expected.popleft()[1]
-            if not arrived.done():  # cancelled: its sender stopped waiting this very moment
-                arrived.set_result(None)
+        if self._sender is None:
+            sending = self._send(message).__await__()  # any awaitable; for a coroutine, itself in effect
+            try:
+                yielded = sending.send(None)
+            except StopIteration:
+                return
+            except Exception as exc:
+                self._failed(exc)
+                return
+            self._sender = asyncio.create_task(self._send_loop(Started(sending, yielded)))
+            return
+        self._outbox.append((message, size))
+        self._queued_bytes += size
 
     @contextlib.contextmanager
-    def expecting(self, text: str) -> Iterator[asyncio.Future[None]]:
-        """A future done once `text` is queued here (or the connection is gone)."""
+    def expecting(self, tag: str) -> Iterator[asyncio.Future[None]]:
+        """A future done once the message tagged `tag` has been handed to this connection (or it is gone)."""
         arrived = asyncio.get_running_loop().create_future()
-        entry = (text, arrived)
-        self._expected.append(entry)
+        if not self.open:
+            arrived.set_result(None)
+        self._expected[tag] = arrived
         try:
             yield arrived
         finally:
-            with contextlib.suppress(ValueError):
-                self._expected.remove(entry)
+            self._expected.pop(tag, None)
+
+    def arrived(self, tag: str) -> None:
+        arrived = self._expected.pop(tag, None)
+        if arrived is not None and not arrived.done():  # cancelled: its sender stopped waiting this very moment
+            arrived.set_result(None)
 
     def finish(self, code: int, reason: str) -> None:
         """Close after everything already queued has been sent."""
         if self.open:
-            self._put(Close(code, reason), 0)
             self.open = False
             self._finishing = True
+            self._outbox.append((Close(code, reason), 0))
+            if self._sender is None:
+                self._sender = asyncio.create_task(self._send_loop(None))
 
     def abort(self, code: int, reason: str) -> None:
         """Drop the queue and the connection now; the close frame goes out when the socket can take it."""
         if self._closer is not None:
             return
         self.aborted_with = code
+        sender = self._sender
         self._gone()
-        self._sender.cancel()
-        self._closer = asyncio.create_task(self._send_close(Close(code, reason)))
+        if sender is not None:
+            sender.cancel()
+        self._closer = asyncio.create_task(self._send_close(sender, Close(code, reason)))
 
     async def discard(self, grace: float = 0.0) -> None:
         """Stop sending for good: the client has left, or the server is stopping.
 
         `grace` seconds let a close requested with `finish` still go out after what was queued.
         """
-        if grace and self._finishing:
+        if grace and self._finishing and self._sender is not None:
             await asyncio.wait([self._sender], timeout=grace)
         self._gone()
         for task in (self._sender, self._closer):
@@ -115,39 +206,38 @@ class Connection:
     def queued_bytes(self) -> int:
         return self._queued_bytes
 
-    def _put(self, item: str | Close, size: int) -> None:
-        self._outbox.append((item, size))
-        self._queued_bytes += size
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():  # a cancelled sender leaves a cancelled waiter behind
-                waiter.set_result(None)
-
-    async def _send_loop(self) -> None:
+    async def _send_loop(self, started: Started | None) -> None:
         try:
-            loop = asyncio.get_running_loop()
-            while True:
-                if not self._outbox:
-                    self._waiter = loop.create_future()
-                    await self._waiter
-                while self._outbox:
-                    item, size = self._outbox.popleft()
-                    self._queued_bytes -= size
-                    if isinstance(item, Close):
-                        await self.websocket.close(item.code, item.reason)
-                        return
-                    await self.websocket.send_text(item)
-        except GONE:
-            pass
+            if started is not None:
+                await started
+            while self._outbox:
+                item, size = self._outbox.popleft()
+                self._queued_bytes -= size
+                if isinstance(item, Close):
+                    await self.websocket.close(item.code, item.reason)
+                    self._gone()
+                    return
+                await self._send(item)
+        except Exception as exc:
+            self._failed(exc)
         finally:
-            self._gone()
+            self._sender = None
+            if started is not None:
+                started.close()  # a no-op once it has run: it only matters when cancelled before it ran
 
-    async def _send_close(self, close: Close) -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._sender
+    async def _send_close(self, sender: asyncio.Task[None] | None, close: Close) -> None:
+        if sender is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
         with contextlib.suppress(*GONE):
             await self.websocket.close(close.code, close.reason)
+
+    def _failed(self, exc: Exception) -> None:
+        """A send failed: the client is gone (anything else is a bug, logged) and is sent nothing more."""
+        if not isinstance(exc, GONE):
+            logger.error("Sending to a chat client failed", exc_info=exc)
+        self.websocket.application_state = WebSocketState.DISCONNECTED  # as Starlette's own send would
+        self._gone()
 
     def _gone(self) -> None:
         self.open = False
@@ -155,7 +245,7 @@ class Connection:
             on_gone, self._on_gone = self._on_gone, None
             self._outbox.clear()
             self._queued_bytes = 0
-            for _, arrived in self._expected:
+            for arrived in self._expected.values():
                 if not arrived.done():
                     arrived.set_result(None)
             on_gone(self)
@@ -172,6 +262,9 @@ class Hub:
         self._listener: asyncio.Task[None] | None = None
         self._sampler: asyncio.Task[None] | None = None
         self._publishing: set[asyncio.Task[bool]] = set()
+        self.origin = os.urandom(ORIGIN_DIGITS // 2).hex()  # this hub's name in what it publishes
+        self._sequence = itertools.count(1)
+        self._waiting: dict[str, Connection] = {}  # by tag: the sender waiting for its own copy
 
     def __len__(self) -> int:
         return sum(len(members) for members in self._channels.values())
@@ -203,15 +296,15 @@ class Hub:
         await self.backend.disconnect()
 
     async def join(self, channel: str, websocket: WebSocket) -> Connection:
-        connection = Connection(websocket, self.queue_bytes, self._drop)
+        """Add a member; a join that does not return (cancelled while subscribing) leaves nothing behind."""
         async with self._lock:
-            members = self._channels.setdefault(channel, {})
-            if not members:
+            if not self._channels.get(channel):
                 try:
                     await self.backend.subscribe(channel)
                 except Exception:  # a backend bug: the chat still works, as in an outage
                     logger.exception("Subscribing to %r failed", channel)
-            members[connection] = channel
+            connection = Connection(websocket, self.queue_bytes, self._drop)
+            self._channels.setdefault(channel, {})[connection] = channel
         return connection
 
     async def leave(self, connection: Connection) -> None:
@@ -247,26 +340,41 @@ class Hub:
                     "Broadcast on %r not sent: the client's previous one still waits for the engine", channel
                 )
                 return
-        with sender.expecting(message) as own_copy:
-            published = loop.time()
-            publish = loop.create_task(self.publish(channel, message))
-            sender.publishing = publish
-            self._publishing.add(publish)
-            publish.add_done_callback(self._publishing.discard)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
-                    if await asyncio.shield(publish) and sender.open and self.listening:
-                        await own_copy
-                        if sender.open:  # a connection that is gone also ends the wait
-                            metrics.BROADCAST_DELIVERY.observe(loop.time() - published)
+        tag, payload = self._sealed(message)
+        with sender.expecting(tag) as own_copy:
+            self._waiting[tag] = sender
+            try:
+                published = loop.time()
+                publish = loop.create_task(self._publish(channel, payload))
+                sender.publishing = publish
+                self._publishing.add(publish)
+                publish.add_done_callback(self._publishing.discard)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        if await asyncio.shield(publish) and sender.open and self.listening:
+                            await own_copy
+                            if sender.open:  # a connection that is gone also ends the wait
+                                metrics.BROADCAST_DELIVERY.observe(loop.time() - published)
+            finally:
+                self._waiting.pop(tag, None)
 
     async def publish(self, channel: str, message: str) -> bool:
         """Hand a message to the backend; an outage is logged, never raised to the endpoint.
 
         `MessageTooLarge` is raised: only the sender can be told that its message cannot travel.
+        The engine carries the message with a header of HEADER_BYTES (32) bytes: under
+        PostgreSQL's 8,000-byte NOTIFY limit, a message travels if under 7,968 bytes (UTF-8).
         """
+        return await self._publish(channel, self._sealed(message)[1])
+
+    def _sealed(self, message: str) -> tuple[str, str]:
+        """A new tag for a message of this hub's, and the payload that carries it."""
+        payload = seal(self.origin, next(self._sequence), message)
+        return payload[: HEADER_BYTES - 1], payload
+
+    async def _publish(self, channel: str, payload: str) -> bool:
         try:
-            await self.backend.publish(channel, message)
+            await self.backend.publish(channel, payload)
         except MessageTooLarge:
             metrics.PUBLISH_FAILURES.labels(reason="too_large").inc()
             raise
@@ -289,12 +397,18 @@ class Hub:
             members.pop(connection, None)
 
     def _deliver(self, event: Event) -> None:
+        """Hand a published message to this process's members; then wake its sender if it waits for it."""
+        tag, text = opened(event.message)
         members = self._channels.get(event.channel)
-        if not members:
-            return
-        size = len(event.message.encode())
-        for connection in list(members):
-            connection.send(event.message, size)
+        if members:
+            message: Message = {"type": "websocket.send", "text": text}  # one for all: nobody changes it
+            size = len(text.encode())
+            for connection in list(members):
+                connection.deliver(message, size)
+        if tag:
+            sender = self._waiting.pop(tag, None)
+            if sender is not None:
+                sender.arrived(tag)
 
     async def _sample(self) -> None:
         """Report the bytes waiting in outboxes now and then; counting every message would cost more."""
