@@ -26,7 +26,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from starlette_ws import metrics
 from starlette_ws.backends import Backend, BackendError, Event, MessageTooLarge, PublishUncertain
-from starlette_ws.endpoint import GONE
+from starlette_ws.endpoint import GONE, CountedWebSocket
 
 logger = logging.getLogger("starlette_ws.hub")
 
@@ -104,9 +104,13 @@ class Started:
 class Connection:
     def __init__(self, websocket: WebSocket, max_bytes: int, on_gone: Callable[[Connection], None]) -> None:
         self.websocket = websocket
-        # The ASGI send itself: Starlette's `WebSocket.send` checks its state on every call, and
-        # this connection keeps that state itself (nothing is sent once `open` is false).
-        self._send = websocket._send
+        # The endpoints' socket hands over the ASGI send itself and its sent count: Starlette's
+        # `WebSocket.send` checks its state on every call, and this connection keeps that state
+        # itself (nothing is sent once `open` is false). Any other socket is sent to as it is.
+        if isinstance(websocket, CountedWebSocket):
+            self._send, self._count_sent = websocket.send_to_server, websocket.count_sent
+        else:
+            self._send, self._count_sent = websocket.send, _nothing
         self.max_bytes = max_bytes
         self.open = True
         self._on_gone: Callable[[Connection], None] | None = on_gone
@@ -142,6 +146,7 @@ class Connection:
             try:
                 yielded = sending.send(None)
             except StopIteration:
+                self._count_sent()
                 return
             except Exception as exc:
                 self._failed(exc)
@@ -210,6 +215,7 @@ class Connection:
         try:
             if started is not None:
                 await started
+                self._count_sent()
             while self._outbox:
                 item, size = self._outbox.popleft()
                 self._queued_bytes -= size
@@ -218,6 +224,7 @@ class Connection:
                     self._gone()
                     return
                 await self._send(item)
+                self._count_sent()
         except Exception as exc:
             self._failed(exc)
         finally:
@@ -432,3 +439,7 @@ class Hub:
             except Exception:
                 logger.exception("Broadcast listener failed; listening again in %g s", RELISTEN)
                 await asyncio.sleep(RELISTEN)
+
+
+def _nothing(amount: float = 1) -> None:
+    pass

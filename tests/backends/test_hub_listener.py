@@ -39,7 +39,7 @@ class Client:
     def __init__(self) -> None:
         self.received: asyncio.Queue[str] = asyncio.Queue()
 
-    async def _send(self, message: dict[str, Any]) -> None:  # the ASGI send: the hub calls it directly
+    async def send(self, message: dict[str, Any]) -> None:
         self.received.put_nowait(message["text"])
 
     async def close(self, code: int = 1000, reason: Any = None) -> None:

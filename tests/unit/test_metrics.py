@@ -70,6 +70,19 @@ def test_items_sends_are_counted_per_endpoint(client: TestClient) -> None:
     assert change(before, after, "starlette_ws_messages_sent_total", endpoint="echo") == 0
 
 
+def test_chat_sends_through_the_hub_are_counted(client: TestClient) -> None:
+    """The hub writes to chat sockets itself (inline or from its sender task): each write counts."""
+    before = scrape(client)
+    with client.websocket_connect("/ws/31") as one, client.websocket_connect("/ws/32") as two:
+        one.send_text("hi")
+        assert [one.receive_text(), one.receive_text()] == ["You wrote: hi", "Client #31 says: hi"]
+        assert two.receive_text() == "Client #31 says: hi"
+    after = scrape(client)
+    assert change(before, after, "starlette_ws_messages_received_total", endpoint="chat") == 1
+    # You wrote, two copies of "says", and "Client #32 left the chat" to #31 if #32 left first
+    assert change(before, after, "starlette_ws_messages_sent_total", endpoint="chat") >= 3
+
+
 def refuse(client: TestClient, path: str, headers: dict[str, str] | None = None) -> None:
     with pytest.raises(WebSocketDisconnect), client.websocket_connect(path, headers=headers or {}):
         pass  # pragma: no cover
