@@ -123,6 +123,12 @@ def test_too_large_is_refused_before_touching_the_server() -> None:
     run(main())
 
 
+async def listening_pids(admin: asyncpg.Connection) -> list[int]:
+    """The server processes of the other connections that LISTEN (a subscriber's)."""
+    query = "SELECT pid FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+    return [row["pid"] for row in await admin.fetch(query)]
+
+
 def test_listen_connection_terminated_recovers(postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
 
@@ -135,13 +141,11 @@ def test_listen_connection_terminated_recovers(postgres_url: str, caplog: pytest
         try:
             await pub.publish("chat", "before")
             assert (await listener.get()).message == "before"
-            pids = await admin.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()"
-            )
+            pids = await listening_pids(admin)
             assert len(pids) == 1  # the subscriber's LISTEN connection
             killed = time.monotonic()
-            for row in pids:
-                assert await admin.fetchval("SELECT pg_terminate_backend($1)", row["pid"])
+            for pid in pids:
+                assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
             recovery = await publish_until_heard(pub, listener, "chat", "after")
             recovery = time.monotonic() - killed
             await pub.publish("room", "second channel too")
@@ -176,12 +180,7 @@ def test_silent_listen_connection_is_replaced(postgres_url: str, caplog: pytest.
         try:
             await pub.publish("chat", "before")
             assert (await listener.get()).message == "before"
-            frozen = [
-                row["pid"]
-                for row in await admin.fetch(
-                    "SELECT pid FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()"
-                )
-            ]
+            frozen = await listening_pids(admin)
             assert len(frozen) == 1
             os.kill(frozen[0], signal.SIGSTOP)
             await asyncio.sleep(1.0)  # a health check times out, a new connection LISTENs
@@ -222,11 +221,9 @@ def test_dying_connection_window_is_an_outage(
         try:
             await pub.publish("chat", "before")
             assert (await listener.get()).message == "before"
-            pids = await admin.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()"
-            )
+            pids = await listening_pids(admin)
             assert len(pids) == 1
-            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pids[0]["pid"])
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pids[0])
             await asyncio.sleep(0.2)  # the FATAL message is in, the close is held back
             if in_the_window == "unsubscribe":
                 await sub.unsubscribe("room")
