@@ -57,7 +57,7 @@ class ChatEndpoint(TextEndpoint):
             reason = f"Rate limit: {self.bucket.rate:g} messages/s, bursts of {self.bucket.burst}"
             await self.close(websocket, status.WS_1008_POLICY_VIOLATION, reason)
             return
-        self.connection.send(f"You wrote: {data}")
+        self.connection.send_text_nowait(f"You wrote: {data}")
         says = f"Client #{self.client_id} says: {data}"
         try:
             await self.hub.broadcast(self.connection, CHANNEL, says)
@@ -65,21 +65,21 @@ class ChatEndpoint(TextEndpoint):
             await self.close(websocket, status.WS_1009_MESSAGE_TOO_BIG, truncate_utf8(str(exc), MAX_REASON_BYTES))
 
     def close_code(self, reported: int) -> int:
-        if self.sent_close is None and self.connection is not None and self.connection.aborted_with is not None:
-            return self.connection.aborted_with
+        if self.closed_with is None and self.connection is not None and self.connection.closed_with is not None:
+            return self.connection.closed_with  # the hub closed it: a slow client (1013)
         return super().close_code(reported)
 
     async def send_close(self, websocket: WebSocket, code: int, reason: str) -> None:
         if self.connection is None:
             await super().send_close(websocket, code, reason)
         else:
-            self.connection.finish(code, reason)
+            self.connection.close_after_queue(code, reason)
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
         if self.hub is None:
             return
         # Starlette's TestClient cancels the app as soon as it has sent the client's close; the
-        # goodbye and the hub's shutdown are bounded (timeouts, FINISH_GRACE), so they finish.
+        # goodbye and the hub's shutdown are bounded (timeouts, CLOSE_GRACE), so they finish.
         with anyio.CancelScope(shield=True):
             if self.connection is not None:
                 await self.hub.leave(self.connection)

@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 from starlette import status
 from starlette.endpoints import WebSocketEndpoint
 from starlette.requests import HTTPConnection
-from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from starlette_ws import metrics
@@ -29,49 +28,15 @@ from starlette_ws.auth import origin_errors
 from starlette_ws.deny import deny
 from starlette_ws.params import Error, Param, resolve, sources_of
 from starlette_ws.settings import Settings
+from starlette_ws.sockets import GONE, CountedWebSocket
 
 logger = logging.getLogger("starlette_ws")
-
-# What a send to a client that is gone raises: Starlette's disconnect errors, a dropped transport,
-# and uvicorn's RuntimeError for a send after it closed the socket itself (keepalive timeout).
-GONE = (WebSocketDisconnect, RuntimeError, OSError)
-
-
-class CountedWebSocket(WebSocket):
-    """Starlette's `WebSocket`, counting the messages it sends, with a short way for text.
-
-    While connected, `send_text` gives the server its message directly: Starlette's `send` would
-    only check the state again and pick the branch. A send that fails the way Starlette reports
-    (a dropped transport: 1006) fails the same; any other state takes Starlette's own path.
-    """
-
-    def __init__(self, scope: Scope, receive: Receive, send: Send, sent: metrics.Inc) -> None:
-        super().__init__(scope, receive, send)
-        self.send_to_server = send
-        self.count_sent = sent.inc
-
-    async def send(self, message: Message) -> None:
-        await super().send(message)
-        if message["type"] == "websocket.send":
-            self.count_sent()
-
-    async def send_text(self, data: str) -> None:
-        if self.application_state is not WebSocketState.CONNECTED:
-            await super().send_text(data)
-            return
-        try:
-            await self.send_to_server({"type": "websocket.send", "text": data})
-        except OSError:
-            self.application_state = WebSocketState.DISCONNECTED
-            raise WebSocketDisconnect(code=status.WS_1006_ABNORMAL_CLOSURE) from None
-        self.count_sent()
 
 
 class TextEndpoint(WebSocketEndpoint):
     encoding = "text"
     params: ClassVar[Sequence[Param]] = ()
-    closing = False
-    sent_close: int | None = None  # the code of the close we sent first
+    closed_with: int | None = None  # None while serving; once we have closed, the code we closed with
     counts: metrics.Counts = metrics.NO_COUNTS
 
     async def dispatch(self) -> None:
@@ -105,7 +70,7 @@ class TextEndpoint(WebSocketEndpoint):
 
     def close_code(self, reported: int) -> int:
         """How the connection ended: our close code when we closed first, else the reported one."""
-        return self.sent_close if self.sent_close is not None else reported
+        return self.closed_with if self.closed_with is not None else reported
 
     def admit(self, websocket: WebSocket, values: dict[str, Any]) -> list[Error]:
         """Keep what the connection needs from its parameters; return reasons to refuse it."""
@@ -123,7 +88,7 @@ class TextEndpoint(WebSocketEndpoint):
                 websocket.client_state = WebSocketState.DISCONNECTED
                 return int(message.get("code") or status.WS_1000_NORMAL_CLOSURE)
             count_received()
-            if self.closing:  # we have said goodbye: what arrives before the client's close is ignored
+            if self.closed_with is not None:  # we have said goodbye: what arrives before the client's close is ignored
                 continue
             if text is None:
                 await self.close(websocket, status.WS_1003_UNSUPPORTED_DATA, "Text frames only")
@@ -135,23 +100,21 @@ class TextEndpoint(WebSocketEndpoint):
 
     async def close(self, websocket: WebSocket, code: int, reason: str) -> None:
         """End the connection from the server side; no further message is handled."""
-        if not self.closing:
-            self.closing, self.sent_close = True, code
+        if self.closed_with is None:
+            self.closed_with = code
         await self.send_close(websocket, code, reason)
 
     async def send_close(self, websocket: WebSocket, code: int, reason: str) -> None:
-        """How the close frame goes out (an endpoint with an outbox flushes it first)."""
-        await close_quietly(websocket, code, reason)
+        """Send the close frame unless the socket is closed already (a client that is gone needs none).
+
+        The hook for how it goes out: an endpoint with an outbox queues it behind what waits there.
+        """
+        if websocket.application_state is not WebSocketState.CONNECTED:
+            return
+        with contextlib.suppress(*GONE):
+            await websocket.close(code, reason)
 
 
 def settings_of(connection: HTTPConnection) -> Settings:
     settings: Settings = connection.app.state.settings
     return settings
-
-
-async def close_quietly(websocket: WebSocket, code: int, reason: str) -> None:
-    """Close unless already closed; a client that is gone needs no close frame."""
-    if websocket.application_state is not WebSocketState.CONNECTED:
-        return
-    with contextlib.suppress(*GONE):
-        await websocket.close(code, reason)

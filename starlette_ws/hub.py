@@ -1,17 +1,31 @@
 """Local fan-out: each message goes straight into the client's socket, or waits in its outbox.
 
 A broadcast builds its ASGI message once and hands it to every member in turn. A connection
-with nothing queued and no send under way sends it inline (see `Connection.deliver`); only a
+with nothing queued and no send under way sends it inline (see `Connection.send_nowait`); only a
 send that has to wait for the client (its transport is paused) leaves a sender task to finish
 it, and what comes next queues behind it. A client whose outbox would pass its byte bound is
 closed with 1013 and dropped, a client whose send fails is dropped, and everyone else keeps
 getting every message in order; nothing here awaits another client's socket.
+
+A `Connection` only moves forward, OPEN -> CLOSING -> CLOSED, and none of its verbs but `stop`
+awaits:
+
+    send_nowait, send_text_nowait   OPEN: send now or queue; anything else: ignored
+    close_after_queue               OPEN -> CLOSING: the close frame goes after what is queued,
+                                    then CLOSED
+    close_now                       -> CLOSED: the queue is dropped, the close frame goes as soon
+                                    as the socket takes it
+    await stop(grace)               -> CLOSED: its tasks end (CLOSING: after `grace` s to flush)
+
+A send that fails and an outbox past its bound (`close_now` with 1013) also make it CLOSED, and
+a CLOSED connection has left its hub.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import itertools
 import logging
 import os
@@ -26,12 +40,12 @@ from starlette.websockets import WebSocket, WebSocketState
 
 from starlette_ws import metrics
 from starlette_ws.backends import Backend, BackendError, Event, MessageTooLarge, PublishUncertain
-from starlette_ws.endpoint import GONE, CountedWebSocket
+from starlette_ws.sockets import GONE, CountedWebSocket
 
 logger = logging.getLogger("starlette_ws.hub")
 
 TOO_SLOW = "Try again later: not reading fast enough"
-FINISH_GRACE = 5.0  # seconds a leaving connection may take to flush a requested close
+CLOSE_GRACE = 5.0  # seconds a leaving CLOSING connection may take to send its queue and close frame
 HOLD = 0.5  # seconds a sender's next message may wait for its publish and its own copy
 RELISTEN = 1.0  # seconds the listener pauses after an unexpected error
 STOP_GRACE = 2.0  # seconds publishes still in flight get to finish when the hub stops
@@ -63,7 +77,7 @@ class Close:
 
 
 class Started:
-    """A send that `Connection.deliver` started inline and that suspended: the sender task finishes it.
+    """A send that `Connection.send_nowait` started inline and that suspended: the sender task finishes it.
 
     Python 3.11 has no eager tasks, so the send is stepped by hand (`coroutine.send(None)`) until
     it first suspends. What it yielded then (the future it waits on, e.g. the transport draining)
@@ -101,33 +115,41 @@ class Started:
         self._coroutine.close()
 
 
+class ConnectionState(enum.Enum):
+    OPEN = "open"  # sends what it is given
+    CLOSING = "closing"  # a close waits behind what was queued; nothing new is taken
+    CLOSED = "closed"  # sends nothing more and has left the hub (its close frame may still be going out)
+
+
+OPEN, CLOSING, CLOSED = ConnectionState.OPEN, ConnectionState.CLOSING, ConnectionState.CLOSED
+
+
 class Connection:
-    def __init__(self, websocket: WebSocket, max_bytes: int, on_gone: Callable[[Connection], None]) -> None:
+    def __init__(self, websocket: WebSocket, max_bytes: int, on_closed: Callable[[Connection], None]) -> None:
         self.websocket = websocket
         # The endpoints' socket hands over the ASGI send itself and its sent count: Starlette's
         # `WebSocket.send` checks its state on every call, and this connection keeps that state
-        # itself (nothing is sent once `open` is false). Any other socket is sent to as it is.
+        # itself (nothing is sent unless it is OPEN). Any other socket is sent to as it is.
         if isinstance(websocket, CountedWebSocket):
             self._send, self._count_sent = websocket.send_to_server, websocket.count_sent
         else:
             self._send, self._count_sent = websocket.send, _nothing
         self.max_bytes = max_bytes
-        self.open = True
-        self._on_gone: Callable[[Connection], None] | None = on_gone
+        self.state = OPEN
+        self.closed_with: int | None = None  # the code of the close frame it sends, once asked to close
+        self._on_closed = on_closed
         self._outbox: deque[tuple[Message | Close, int]] = deque()
         self._queued_bytes = 0
         self._sender: asyncio.Task[None] | None = None  # runs while a send waits or the outbox is not empty
-        self._closer: asyncio.Task[None] | None = None
-        self._finishing = False
-        self.aborted_with: int | None = None  # the close code `abort` sent
+        self._closer: asyncio.Task[None] | None = None  # sends the close frame of `close_now`
         self._expected: dict[str, asyncio.Future[None]] = {}
         self.publishing: asyncio.Task[bool] | None = None  # this client's latest broadcast
 
-    def send(self, text: str) -> None:
+    def send_text_nowait(self, text: str) -> None:
         """Send a message of this client's own, in order with everything else it is sent."""
-        self.deliver({"type": "websocket.send", "text": text}, len(text.encode()))
+        self.send_nowait({"type": "websocket.send", "text": text}, len(text.encode()))
 
-    def deliver(self, message: Message, size: int) -> None:
+    def send_nowait(self, message: Message, size: int) -> None:
         """Send an ASGI message now if this connection is idle, else queue it; `size` is its text's UTF-8 length.
 
         Idle (nothing queued, no send under way), the send runs here until it first suspends;
@@ -135,11 +157,11 @@ class Connection:
         written to the socket right away, with no task switch. A send that suspends is finished
         by the sender task, and whatever follows waits in the outbox until it has.
         """
-        if not self.open:
+        if self.state is not OPEN:
             return
         if self._queued_bytes + size > self.max_bytes:  # a message larger than the bound never goes
             metrics.CHAT_SLOW_CLIENTS.inc()
-            self.abort(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW)
+            self.close_now(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW)
             return
         if self._sender is None:
             sending = self._send(message).__await__()  # any awaitable; for a coroutine, itself in effect
@@ -160,7 +182,7 @@ class Connection:
     def expecting(self, tag: str) -> Iterator[asyncio.Future[None]]:
         """A future done once the message tagged `tag` has been handed to this connection (or it is gone)."""
         arrived = asyncio.get_running_loop().create_future()
-        if not self.open:
+        if self.state is not OPEN:
             arrived.set_result(None)
         self._expected[tag] = arrived
         try:
@@ -173,34 +195,34 @@ class Connection:
         if arrived is not None and not arrived.done():  # cancelled: its sender stopped waiting this very moment
             arrived.set_result(None)
 
-    def finish(self, code: int, reason: str) -> None:
-        """Close after everything already queued has been sent."""
-        if self.open:
-            self.open = False
-            self._finishing = True
+    def close_after_queue(self, code: int, reason: str) -> None:
+        """Close after everything already queued has been sent; nothing new is taken meanwhile."""
+        if self.state is OPEN:
+            self.state = CLOSING
+            self.closed_with = code
             self._outbox.append((Close(code, reason), 0))
             if self._sender is None:
                 self._sender = asyncio.create_task(self._send_loop(None))
 
-    def abort(self, code: int, reason: str) -> None:
-        """Drop the queue and the connection now; the close frame goes out when the socket can take it."""
-        if self._closer is not None:
+    def close_now(self, code: int, reason: str) -> None:
+        """Drop the queue and leave the hub now; the close frame goes out when the socket can take it."""
+        if self.state is CLOSED:
             return
-        self.aborted_with = code
+        self.closed_with = code
         sender = self._sender
-        self._gone()
+        self._closed()
         if sender is not None:
             sender.cancel()
-        self._closer = asyncio.create_task(self._send_close(sender, Close(code, reason)))
+        self._closer = asyncio.create_task(self._close_socket(sender, Close(code, reason)))
 
-    async def discard(self, grace: float = 0.0) -> None:
-        """Stop sending for good: the client has left, or the server is stopping.
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop for good: the client has left, or the server is stopping.
 
-        `grace` seconds let a close requested with `finish` still go out after what was queued.
+        `grace` seconds let a close asked for with `close_after_queue` still go out after what was queued.
         """
-        if grace and self._finishing and self._sender is not None:
+        if grace and self.state is CLOSING and self._sender is not None:
             await asyncio.wait([self._sender], timeout=grace)
-        self._gone()
+        self._closed()
         for task in (self._sender, self._closer):
             if task is not None:
                 task.cancel()
@@ -221,7 +243,7 @@ class Connection:
                 self._queued_bytes -= size
                 if isinstance(item, Close):
                     await self.websocket.close(item.code, item.reason)
-                    self._gone()
+                    self._closed()
                     return
                 await self._send(item)
                 self._count_sent()
@@ -232,7 +254,7 @@ class Connection:
             if started is not None:
                 started.close()  # a no-op once it has run: it only matters when cancelled before it ran
 
-    async def _send_close(self, sender: asyncio.Task[None] | None, close: Close) -> None:
+    async def _close_socket(self, sender: asyncio.Task[None] | None, close: Close) -> None:
         if sender is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
@@ -244,18 +266,19 @@ class Connection:
         if not isinstance(exc, GONE):
             logger.error("Sending to a chat client failed", exc_info=exc)
         self.websocket.application_state = WebSocketState.DISCONNECTED  # as Starlette's own send would
-        self._gone()
+        self._closed()
 
-    def _gone(self) -> None:
-        self.open = False
-        if self._on_gone is not None:
-            on_gone, self._on_gone = self._on_gone, None
-            self._outbox.clear()
-            self._queued_bytes = 0
-            for arrived in self._expected.values():
-                if not arrived.done():
-                    arrived.set_result(None)
-            on_gone(self)
+    def _closed(self) -> None:
+        """Become CLOSED: what is queued is dropped, whoever waits is woken, and the hub forgets it."""
+        if self.state is CLOSED:
+            return
+        self.state = CLOSED
+        self._outbox.clear()
+        self._queued_bytes = 0
+        for arrived in self._expected.values():
+            if not arrived.done():
+                arrived.set_result(None)
+        self._on_closed(self)
 
 
 class Hub:
@@ -298,7 +321,7 @@ class Hub:
                 task.cancel()
         for members in list(self._channels.values()):
             for connection in list(members):
-                await connection.discard()
+                await connection.stop()
         self._channels.clear()
         await self.backend.disconnect()
 
@@ -316,7 +339,7 @@ class Hub:
 
     async def leave(self, connection: Connection) -> None:
         """Forget a connection; never raises, so the endpoint can still say who left."""
-        await connection.discard(grace=FINISH_GRACE)
+        await connection.stop(grace=CLOSE_GRACE)
         async with self._lock:
             for channel, members in list(self._channels.items()):
                 if not members:
@@ -358,9 +381,9 @@ class Hub:
                 publish.add_done_callback(self._publishing.discard)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(deadline):
-                        if await asyncio.shield(publish) and sender.open and self.listening:
+                        if await asyncio.shield(publish) and sender.state is OPEN and self.listening:
                             await own_copy
-                            if sender.open:  # a connection that is gone also ends the wait
+                            if sender.state is OPEN:  # a connection that is gone also ends the wait
                                 metrics.BROADCAST_DELIVERY.observe(loop.time() - published)
             finally:
                 self._waiting.pop(tag, None)
@@ -411,7 +434,7 @@ class Hub:
             message: Message = {"type": "websocket.send", "text": text}  # one for all: nobody changes it
             size = len(text.encode())
             for connection in list(members):
-                connection.deliver(message, size)
+                connection.send_nowait(message, size)
         if tag:
             sender = self._waiting.pop(tag, None)
             if sender is not None:

@@ -22,7 +22,8 @@ Message = dict[str, Any]
 
 
 class ProbeEndpoint(TextEndpoint):
-    """Echoes; `boom` raises inside the handler, `bye` closes with 4000 (a private code: `other`)."""
+    """Echoes; `boom` raises inside the handler, `bye` closes with 4000 (a private code: `other`),
+    `bye, then boom` closes with 4000 and then raises."""
 
     handled: ClassVar[list[str]] = []
     ended: ClassVar[list[int]] = []
@@ -34,6 +35,9 @@ class ProbeEndpoint(TextEndpoint):
         if data == "bye":
             await self.close(websocket, 4000, "bye")
             return
+        if data == "bye, then boom":
+            await self.close(websocket, 4000, "bye")
+            raise RuntimeError("boom after our close")
         await websocket.send_text(f"echo: {data}")
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
@@ -153,3 +157,11 @@ def test_a_send_on_a_dropped_transport_ends_with_1006_quietly(caplog: pytest.Log
     assert ProbeEndpoint.handled == ["a"]
     assert counts()[1] == sent  # a send that failed is not counted
     assert closes_change(closes, counts()[2]) == {"1006": 1}
+
+
+def test_a_close_after_ours_sends_nothing_and_our_first_code_is_what_counts() -> None:
+    _, _, closes = counts()
+    out = run([text("bye, then boom"), text("late"), disconnect(4000)])
+    assert out == [{"type": "websocket.close", "code": 4000, "reason": "bye"}]  # no 1011 frame after it
+    assert ProbeEndpoint.handled == ["bye, then boom"]
+    assert closes_change(closes, counts()[2]) == {"other": 1}  # our 4000, not the 1011 that followed

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
 from starlette_ws.backends import Event
-from starlette_ws.hub import TOO_SLOW, Connection, Hub, opened, seal
+from starlette_ws.hub import CLOSED, CLOSING, OPEN, TOO_SLOW, Connection, Hub, opened, seal
 
 
 class FakeSend:
@@ -85,8 +87,8 @@ def test_an_idle_connection_sends_inline_without_a_task() -> None:
     async def main() -> None:
         send = FakeSend()
         conn, _ = connection(send)
-        conn.deliver(message("a"), 1)
-        conn.send("b")
+        conn.send_nowait(message("a"), 1)
+        conn.send_text_nowait("b")
         assert send.texts == ["a", "b"]  # written before `deliver` returned
         assert not others()
 
@@ -98,17 +100,18 @@ def test_a_send_that_suspends_is_finished_first_and_what_follows_queues_in_order
         send = FakeSend()
         conn, _ = connection(send)
         send.pause()
-        conn.send("a")  # starts, then waits for the client
-        conn.send("b")
-        conn.send("c")
+        conn.send_text_nowait("a")  # starts, then waits for the client
+        conn.send_text_nowait("b")
+        conn.send_text_nowait("c")
         assert send.texts == ["a"] and conn.queued_bytes == 2
+        assert len(others()) == 1  # the sender task that finishes "a", then sends the rest
         await settle()
         assert send.texts == ["a"]
         send.resume()
         await settle()
         assert send.texts == ["a", "b", "c"] and conn.queued_bytes == 0
         assert not others()  # the sender task ends once the outbox is empty
-        conn.send("d")
+        conn.send_text_nowait("d")
         assert send.texts == ["a", "b", "c", "d"]  # inline again
 
     run(main)
@@ -119,16 +122,16 @@ def test_a_client_past_its_outbox_bound_is_closed_1013_and_dropped() -> None:
         send = FakeSend()
         conn, gone = connection(send, max_bytes=10)
         send.pause()
-        conn.send("a")
-        conn.send("123456")
-        conn.send("123456")  # 12 bytes waiting: over the bound
-        assert conn.aborted_with == 1013 and not conn.open and gone == [conn]
-        conn.send("after")
+        conn.send_text_nowait("a")
+        conn.send_text_nowait("123456")
+        conn.send_text_nowait("123456")  # 12 bytes waiting: over the bound
+        assert conn.closed_with == 1013 and conn.state is CLOSED and gone == [conn]
+        conn.send_text_nowait("after")
         send.resume()
         await settle()
         assert send.texts == ["a"]
         assert send.closes == [(1013, TOO_SLOW)]
-        await conn.discard()
+        await conn.stop()
         assert not others()
 
     run(main)
@@ -138,33 +141,76 @@ def test_a_message_larger_than_the_bound_is_not_sent_even_to_an_idle_client() ->
     async def main() -> None:
         send = FakeSend()
         conn, _ = connection(send, max_bytes=10)
-        conn.send("x" * 11)
+        conn.send_text_nowait("x" * 11)
         await settle()
         assert send.texts == [] and send.closes == [(1013, TOO_SLOW)]
 
     run(main)
 
 
-def test_finish_sends_what_is_queued_then_closes_but_abort_drops_it() -> None:
+def test_close_after_queue_sends_what_is_queued_then_closes_but_close_now_drops_it() -> None:
     async def main() -> None:
         sends = FakeSend(), FakeSend()
-        finished, _ = connection(sends[0])
-        aborted, _ = connection(sends[1])
-        for send, conn in zip(sends, (finished, aborted), strict=True):
+        flushed, flushed_gone = connection(sends[0])
+        dropped, dropped_gone = connection(sends[1])
+        for send, conn in zip(sends, (flushed, dropped), strict=True):
             send.pause()
-            conn.send("a")
-            conn.send("b")
-        finished.finish(1000, "bye")
-        aborted.abort(1011, "stop")
-        finished.send("too late")
+            conn.send_text_nowait("a")
+            conn.send_text_nowait("b")
+        flushed.close_after_queue(1000, "bye")
+        dropped.close_now(1011, "stop")
+        flushed.send_text_nowait("too late")
+        assert flushed.state is CLOSING and flushed_gone == []  # still a member until its close has gone
+        assert dropped.state is CLOSED and dropped_gone == [dropped]  # left the hub at once
+        assert (flushed.closed_with, dropped.closed_with) == (1000, 1011)
         for send in sends:
             send.resume()
         await settle()
         assert sends[0].texts == ["a", "b"] and sends[0].closes == [(1000, "bye")]
         assert sends[1].texts == ["a"] and sends[1].closes == [(1011, "stop")]
-        await finished.discard(grace=1)
-        await aborted.discard()
+        assert flushed.state is CLOSED and flushed_gone == [flushed]
+        await flushed.stop(grace=1)
+        await dropped.stop()
         assert not others()
+
+    run(main)
+
+
+def test_close_after_queue_on_an_idle_connection_sends_the_close_from_a_task() -> None:
+    async def main() -> None:
+        send = FakeSend()
+        conn, gone = connection(send)
+        conn.close_after_queue(1001, "going away")
+        assert conn.state is CLOSING and send.closes == []  # the method never awaits
+        await settle()
+        assert send.closes == [(1001, "going away")] and conn.state is CLOSED and gone == [conn]
+        assert not others()
+
+    run(main)
+
+
+def test_a_closed_connection_starts_nothing_and_sends_nothing_more() -> None:
+    """Once CLOSED (stopped, its send failed, or closed), no verb sends a frame or leaves a task."""
+
+    async def main() -> None:
+        send = FakeSend()
+        conn, gone = connection(send)
+        send.pause()
+        conn.send_text_nowait("a")
+        await conn.stop()
+        conn.close_now(1011, "late")
+        conn.close_after_queue(1000, "late")
+        conn.send_text_nowait("late")
+        await settle()
+        assert send.texts == ["a"] and send.closes == [] and conn.closed_with is None
+        assert conn.state is CLOSED and gone == [conn] and not others()
+
+        send = FakeSend()
+        conn, _ = connection(send)
+        conn.close_now(1013, TOO_SLOW)
+        conn.close_now(1011, "again")
+        await settle()
+        assert send.closes == [(1013, TOO_SLOW)] and conn.closed_with == 1013 and not others()
 
     run(main)
 
@@ -174,15 +220,15 @@ def test_a_failed_send_drops_the_connection_inline_or_queued() -> None:
         send = FakeSend()
         conn, gone = connection(send)
         send.error = OSError("reset")
-        conn.send("a")
-        assert gone == [conn] and not conn.open
+        conn.send_text_nowait("a")
+        assert gone == [conn] and conn.state is CLOSED
         assert conn.websocket.application_state is WebSocketState.DISCONNECTED
 
         send = FakeSend()
         conn, gone = connection(send)
         send.pause()
-        conn.send("a")
-        conn.send("b")
+        conn.send_text_nowait("a")
+        conn.send_text_nowait("b")
         send.error = OSError("reset")
         send.resume()
         await settle()
@@ -199,16 +245,18 @@ class FakeBackend:
         self.published: list[tuple[str, str]] = []
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self.subscribing: asyncio.Future[None] | None = None
+        self.failing = False  # `next_published` raises (a backend bug) until this is false again
+        self.connected = False
 
     @property
     def listening(self) -> bool:
         return True
 
     async def connect(self) -> None:
-        pass
+        self.connected = True
 
     async def disconnect(self) -> None:
-        pass
+        self.connected = False
 
     async def subscribe(self, channel: str) -> None:
         if self.subscribing is not None:
@@ -221,6 +269,8 @@ class FakeBackend:
         self.published.append((channel, message))
 
     async def next_published(self) -> Event:
+        if self.failing:
+            raise ValueError("a bug in the backend")
         return await self.events.get()
 
     def deliver(self, index: int) -> None:
@@ -280,10 +330,10 @@ def test_stop_ends_every_sender_even_one_waiting_for_its_client() -> None:
         send = FakeSend()
         conn = await hub.join("chat", socket(send))
         send.pause()
-        conn.send("a")
-        conn.send("b")
+        conn.send_text_nowait("a")
+        conn.send_text_nowait("b")
         await hub.stop()
-        assert not others() and not conn.open and len(hub) == 0
+        assert not others() and conn.state is CLOSED and len(hub) == 0
         assert send.texts == ["a"]
 
     run(main)
@@ -295,3 +345,83 @@ def test_the_envelope_is_fixed_size_and_only_a_hub_header_is_stripped() -> None:
     assert len(payload.encode()) - len(text.encode()) == 32
     assert (tag, text) == ("0123456789abcdef:00000000000001", "Client #1 says: hi")
     assert opened("Client #1 says: hi") == ("", "Client #1 says: hi")
+
+
+async def started_hub(backend: FakeBackend, members: int) -> tuple[Hub, list[Connection], list[FakeSend]]:
+    hub = Hub(backend, 1000)
+    await hub.start()
+    sends = [FakeSend() for _ in range(members)]
+    return hub, [await hub.join("chat", socket(send)) for send in sends], sends
+
+
+def test_a_slow_member_gets_every_broadcast_in_order_without_holding_up_the_others() -> None:
+    async def main() -> None:
+        backend = FakeBackend()
+        hub, (fast, slow), (fast_send, slow_send) = await started_hub(backend, 2)
+        slow_send.pause()
+        for n, text in enumerate(["1", "2", "3"]):
+            await hub.publish("chat", text)
+            backend.deliver(n)
+            await settle()
+            assert fast_send.texts == ["1", "2", "3"][: n + 1]  # sent inline, whatever the slow one does
+        assert slow_send.texts == ["1"] and slow.queued_bytes == 2
+        slow.send_text_nowait("own")  # the client's own message waits its turn too
+        slow_send.resume()
+        await settle()
+        assert slow_send.texts == ["1", "2", "3", "own"] and slow.state is OPEN
+        await hub.publish("chat", "4")
+        backend.deliver(3)
+        await settle()
+        assert fast_send.texts == ["1", "2", "3", "4"] and slow_send.texts == ["1", "2", "3", "own", "4"]
+        assert fast.state is OPEN and len(hub) == 2
+        await hub.stop()
+
+    run(main)
+
+
+def test_a_failed_send_drops_only_that_member_and_only_a_bug_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        backend = FakeBackend()
+        hub, (gone, broken, well), (gone_send, broken_send, well_send) = await started_hub(backend, 3)
+        gone_send.error = OSError("connection reset")  # the client went away: not an error of ours
+        broken_send.error = ValueError("a bug")
+        await hub.publish("chat", "hi")
+        backend.deliver(0)
+        await settle()
+        assert gone.state is CLOSED and broken.state is CLOSED and well.state is OPEN and len(hub) == 1
+        await hub.publish("chat", "still here")
+        backend.deliver(1)
+        await settle()
+        assert well_send.texts == ["hi", "still here"] and gone_send.sent == broken_send.sent == []
+        await hub.stop()
+
+    with caplog.at_level(logging.ERROR, logger="starlette_ws.hub"):
+        run(main)
+    assert [(r.getMessage(), type(r.exc_info[1])) for r in caplog.records if r.exc_info] == [
+        ("Sending to a chat client failed", ValueError)
+    ]
+
+
+def test_stop_stops_every_connection_and_disconnects_even_after_the_listener_failed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        backend = FakeBackend()
+        backend.failing = True
+        hub, (idle, waiting, closing), sends = await started_hub(backend, 3)
+        await settle()
+        assert hub._listener is not None and not hub._listener.done()  # it failed, and waits to listen again
+        for send, conn in zip(sends[1:], (waiting, closing), strict=True):
+            send.pause()
+            conn.send_text_nowait("a")
+            conn.send_text_nowait("b")
+        closing.close_after_queue(1000, "bye")
+        assert len(others()) == 4  # the listener, the sampler and two sender tasks
+        await hub.stop()
+        assert [conn.state for conn in (idle, waiting, closing)] == [CLOSED, CLOSED, CLOSED]
+        assert not backend.connected and len(hub) == 0 and not others()
+        assert [send.texts for send in sends] == [[], ["a"], ["a"]]
+
+    with caplog.at_level(logging.ERROR, logger="starlette_ws.hub"):
+        run(main)
+    assert caplog.records and caplog.records[0].getMessage().startswith("Broadcast listener failed")

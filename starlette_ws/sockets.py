@@ -1,0 +1,43 @@
+"""What the endpoints and the hub share about a client's socket."""
+
+from __future__ import annotations
+
+from starlette import status
+from starlette.types import Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from starlette_ws import metrics
+
+# What a send to a client that is gone raises: Starlette's disconnect errors, a dropped transport,
+# and uvicorn's RuntimeError for a send after it closed the socket itself (keepalive timeout).
+GONE = (WebSocketDisconnect, RuntimeError, OSError)
+
+
+class CountedWebSocket(WebSocket):
+    """Starlette's `WebSocket`, counting the messages it sends, with a short way for text.
+
+    While connected, `send_text` gives the server its message directly: Starlette's `send` would
+    only check the state again and pick the branch. A send that fails the way Starlette reports
+    (a dropped transport: 1006) fails the same; any other state takes Starlette's own path.
+    """
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, sent: metrics.Inc) -> None:
+        super().__init__(scope, receive, send)
+        self.send_to_server = send
+        self.count_sent = sent.inc
+
+    async def send(self, message: Message) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.send":
+            self.count_sent()
+
+    async def send_text(self, data: str) -> None:
+        if self.application_state is not WebSocketState.CONNECTED:
+            await super().send_text(data)
+            return
+        try:
+            await self.send_to_server({"type": "websocket.send", "text": data})
+        except OSError:
+            self.application_state = WebSocketState.DISCONNECTED
+            raise WebSocketDisconnect(code=status.WS_1006_ABNORMAL_CLOSURE) from None
+        self.count_sent()
