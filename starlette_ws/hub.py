@@ -310,20 +310,23 @@ class Hub:
         self._sampler = asyncio.create_task(self._sample())
 
     async def stop(self) -> None:
-        for helper in (self._listener, self._sampler):
-            if helper is not None:
-                helper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await helper
-        if self._publishing:
-            await asyncio.wait(self._publishing, timeout=STOP_GRACE)
-            for task in list(self._publishing):
+        """Stop listening and sending; the backend is released whatever failed or is cancelled here."""
+        try:
+            helpers = [task for task in (self._listener, self._sampler) if task is not None]
+            for task in helpers:
                 task.cancel()
-        for members in list(self._channels.values()):
-            for connection in list(members):
-                await connection.stop()
-        self._channels.clear()
-        await self.backend.disconnect()
+            if helpers:
+                await asyncio.wait(helpers)  # their own outcome is not this caller's error
+            if self._publishing:
+                await asyncio.wait(self._publishing, timeout=STOP_GRACE)
+                for task in list(self._publishing):
+                    task.cancel()
+            for members in list(self._channels.values()):
+                for connection in list(members):
+                    await connection.stop()
+        finally:
+            self._channels.clear()
+            await self.backend.disconnect()
 
     async def join(self, channel: str, websocket: WebSocket) -> Connection:
         """Add a member; a join that does not return (cancelled while subscribing) leaves nothing behind."""

@@ -425,3 +425,29 @@ def test_stop_stops_every_connection_and_disconnects_even_after_the_listener_fai
     with caplog.at_level(logging.ERROR, logger="starlette_ws.hub"):
         run(main)
     assert caplog.records and caplog.records[0].getMessage().startswith("Broadcast listener failed")
+
+
+def test_a_stop_cancelled_while_a_publish_hangs_still_disconnects_the_backend() -> None:
+    async def main() -> None:
+        backend = FakeBackend()
+        hanging = asyncio.get_running_loop().create_future()
+
+        async def publish(channel: str, message: str) -> None:
+            await hanging
+
+        backend.publish = publish  # type: ignore[method-assign]
+        hub, (member,), _ = await started_hub(backend, 1)
+        broadcast = asyncio.create_task(hub.broadcast(member, "chat", "hello"))
+        await settle()
+        stopping = asyncio.create_task(hub.stop())
+        await settle()
+        assert not stopping.done()  # it gives the hanging publish its grace
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopping
+        assert not backend.connected and len(hub) == 0
+        broadcast.cancel()
+        hanging.cancel()
+        await asyncio.gather(broadcast, return_exceptions=True)
+
+    run(main)
