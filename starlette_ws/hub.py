@@ -319,8 +319,8 @@ class Hub:
                 await asyncio.wait(helpers)  # their own outcome is not this caller's error
             if self._publishing:
                 await asyncio.wait(self._publishing, timeout=STOP_GRACE)
-                for task in list(self._publishing):
-                    task.cancel()
+                for publishing in list(self._publishing):
+                    publishing.cancel()
             for members in list(self._channels.values()):
                 for connection in list(members):
                     await connection.stop()
