@@ -16,7 +16,8 @@ several processes, run on the others. The chat clients (``/ws/{id}``) connect in
 10,000 and the server's RSS growth over an idle baseline (after one warm-up chat session) is
 divided by the connections held. Then one more client sends chat lines, one at a time; each is
 broadcast to everyone, and every receiver notes when it arrived: p50/p99 of the delivery
-latencies and the time until the last receiver had it. Rounds interleave the configurations;
+latencies and the time until the last receiver had it. These include the clients' own time (10,000
+clients share one CPU), so the server's CPU time per broadcast is given too. Rounds interleave the configurations;
 the summary is the median over rounds, with each configuration's ratio to ``deflate-off`` of
 the same round. Raw figures go to comparison/results/idle_bench.json.
 
@@ -83,6 +84,9 @@ CONFIGURATIONS = (
     Configuration("deflate-not-offered", server_deflate=True, client_offers=False),
     Configuration(REFERENCE, server_deflate=False, client_offers=True),
 )
+
+
+BROADCAST_COLUMNS = ("p50_ms", "p99_ms", "last_ms", "delivered", "server_cpu_ms")
 
 
 @dataclass(frozen=True)
@@ -295,15 +299,17 @@ def measure(
         sender = Sender(base_url, compression)
         runs = []
         for sequence in range(-1, settings.broadcasts):
+            cpu_before = loadgen.tree_cpu(server.pid)
             sent_ns = time.time_ns()
             sender.send(sequence)
             for channel in channels:
                 channel.put(("collect", sequence))
             reports = gather_replies(replies, len(workers), DELIVERY_WAIT + 5)
             if sequence >= 0:
-                runs.append(broadcast_figures(reports, sent_ns, held))
+                cpu_ms = (loadgen.tree_cpu(server.pid) - cpu_before) * 1e3
+                runs.append({**broadcast_figures(reports, sent_ns, held), "server_cpu_ms": cpu_ms})
             time.sleep(0.5)
-        for metric in ("p50_ms", "p99_ms", "last_ms", "delivered"):
+        for metric in BROADCAST_COLUMNS:
             figures[f"broadcast_{metric}"] = statistics.median(run[metric] for run in runs)
         figures["receivers"] = float(held)
     finally:
@@ -373,7 +379,7 @@ def table_rows(summary: dict[str, dict[str, float]], counts: tuple[int, ...]) ->
     """Rows of the summary table (the report builder prints the same columns)."""
     header = [
         "configuration", "server deflate", "client offers", *(f"KB/conn {c:,}" for c in counts),
-        "negotiated", "broadcast p50 ms", "p99 ms", "last ms", "delivered",
+        "negotiated", "broadcast p50 ms", "p99 ms", "last ms", "delivered", "server CPU ms",
     ]  # fmt: skip
     rows = [header]
     for configuration in CONFIGURATIONS:
@@ -387,7 +393,7 @@ def table_rows(summary: dict[str, dict[str, float]], counts: tuple[int, ...]) ->
                 "yes" if configuration.client_offers else "no",
                 *(number(figures.get(f"kb_per_conn_{c}")) for c in counts),
                 number(figures.get(f"negotiated_{max(counts)}")),
-                *(number(figures.get(f"broadcast_{m}")) for m in ("p50_ms", "p99_ms", "last_ms", "delivered")),
+                *(number(figures.get(f"broadcast_{m}")) for m in BROADCAST_COLUMNS),
             ]
         )
     return rows
@@ -450,7 +456,7 @@ def main(argv: list[str] | None = None) -> None:
     if ratios:
         print(f"\nPaired ratios to {REFERENCE} (same round), medians")
         for name, metrics in ratios.items():
-            shown = ("kb_per_conn_", "broadcast_p99_ms", "broadcast_last_ms")
+            shown = ("kb_per_conn_", "broadcast_p99_ms", "broadcast_last_ms", "broadcast_server_cpu_ms")
             print(f"  {name:<20} " + "  ".join(f"{m} {number(v)}" for m, v in metrics.items() if m.startswith(shown)))
     report = {
         "meta": {

@@ -1311,8 +1311,13 @@ def idle_section(path: Path) -> str:
     ratios = data.get("ratios") or {}
     if ratios:
         parts += ["", f"Paired ratios to `{meta['reference']}` (same round, medians):", ""]
-        header = ["configuration", *(f"KB/conn {c:,}" for c in counts), "broadcast p99", "last"]
-        shown = [*(f"kb_per_conn_{c}" for c in counts), "broadcast_p99_ms", "broadcast_last_ms"]
+        header = ["configuration", *(f"KB/conn {c:,}" for c in counts), "broadcast p99", "last", "server CPU"]
+        shown = [
+            *(f"kb_per_conn_{c}" for c in counts),
+            "broadcast_p99_ms",
+            "broadcast_last_ms",
+            "broadcast_server_cpu_ms",
+        ]
         ratio_rows = [[name, *(times(metrics.get(metric)) for metric in shown)] for name, metrics in ratios.items()]
         parts.append(table(header, ratio_rows, right=range(1, len(header))))
     if chosen is None or chosen.name not in summary:
