@@ -1301,7 +1301,9 @@ def idle_section(path: Path) -> str:
         "permessage-deflate (as browsers do) or not. KB/conn: the server's RSS growth over an idle baseline, "
         "divided by the connections held (KB = 1,000 bytes). Broadcast: one chat line from one more client to "
         "all of them; latency from its send to each receiver, and until the last had it "
-        f"(median of {meta['settings']['broadcasts']} broadcasts a run). Medians of {meta['rounds']} interleaved "
+        f"(median of {meta['settings']['broadcasts']} broadcasts a run). The latencies include the clients' own "
+        "time (all of them share one CPU); server CPU ms is the server process's CPU time from the send until "
+        f"every receiver had it (10 ms resolution). Medians of {meta['rounds']} interleaved "
         f"round(s), {meta['date']}, server on CPU {pinning.get('server') or 'any'}, clients on "
         f"{pinning.get('clients') or 'any'}, open-files limit {meta.get('open_files_limit', '-')}.",
         "",
