@@ -12,6 +12,9 @@ LOG_CONFIG ?= starlette_ws/logging.json
 # Connections per process; empty: the open-files limit less FD_RESERVE kept for everything else.
 LIMIT_CONCURRENCY ?=
 FD_RESERVE ?= 100
+# permessage-deflate: off by default. Browsers offer it and uvicorn would accept it; for short chat
+# lines it saves little and costs memory per connection and CPU per broadcast (comparison/idle_bench.py).
+WS_PER_MESSAGE_DEFLATE ?= false
 PYTEST_ARGS ?=
 INSTALLED := $(VENV)/.installed
 
@@ -49,7 +52,8 @@ run: install
 	exec $(BIN)/uvicorn starlette_ws.app:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
 		--http starlette_ws.protocol:HttpProtocol --ws starlette_ws.protocol:WebSocketProtocol \
 		--limit-concurrency "$$limit" --log-config $(LOG_CONFIG) \
-		--ws-max-size $(MAX_MESSAGE_BYTES) --timeout-graceful-shutdown $(GRACEFUL_TIMEOUT)
+		--ws-max-size $(MAX_MESSAGE_BYTES) --timeout-graceful-shutdown $(GRACEFUL_TIMEOUT) \
+		--ws-per-message-deflate $(WS_PER_MESSAGE_DEFLATE)
 
 test: install system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -67,6 +71,7 @@ format: install
 bench: install system-deps
 	$(BIN)/python -m comparison.bench $(BENCH_ARGS)
 	$(BIN)/python -m comparison.hub_bench $(HUB_BENCH_ARGS)
+	$(BIN)/python -m comparison.idle_bench $(IDLE_BENCH_ARGS)
 
 # Comparison report: benchmark, parity suite, then comparison/REPORT.md and its charts.
 # The report is written even when parity fails; the target then exits with pytest's status.

@@ -58,12 +58,15 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
-def open_ws(url: str) -> connect:
-    """A client as alike as possible for every server: no proxy, no compression, no pings."""
+def open_ws(url: str, compression: str | None = None) -> connect:
+    """A client as alike as possible for every server: no proxy, no compression, no pings.
+
+    ``compression="deflate"`` offers permessage-deflate, as browsers do (idle_bench.py).
+    """
     return connect(
         url,
         proxy=None,
-        compression=None,
+        compression=compression,
         ping_interval=None,
         open_timeout=OPEN_TIMEOUT,
         close_timeout=CLOSE_TIMEOUT,
@@ -114,14 +117,14 @@ def split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-async def open_many(urls: Iterable[str]) -> tuple[list[ClientConnection], int]:
+async def open_many(urls: Iterable[str], compression: str | None = None) -> tuple[list[ClientConnection], int]:
     """Open one connection per URL, a bounded number at a time; returns (open, failed)."""
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def one(url: str) -> ClientConnection | None:
         async with gate:
             try:
-                return await open_ws(url)
+                return await open_ws(url, compression)
             except Exception:
                 return None
 

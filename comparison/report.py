@@ -1198,6 +1198,7 @@ def render(inputs: Inputs) -> str:
         ("Packages installed", packages_section(closures)),
         ("Import and start-up time", timing_section(timing, inputs.import_runs, inputs.startup_runs)),
         ("What costs what", notes_section(inputs.notes)),
+        ("Idle connections and permessage-deflate", idle_section(IDLE_JSON)),
     ]
     parity_line = "parity: no results" if parity is None else parity_summary(parity)
     head = [
@@ -1250,6 +1251,89 @@ def main(argv: Sequence[str] | None = None) -> None:
     text = render(inputs)
     inputs.out.write_text(text)
     print(f"wrote {relative(inputs.out)} and {relative(inputs.out.parent / 'charts')}/*.png")
+
+
+# -- idle connections and permessage-deflate (comparison/idle_bench.py) ----------------------
+
+IDLE_JSON = RESULTS / "idle_bench.json"
+IDLE_KB_TARGET = 25.0  # server RSS per idle chat connection, KB of 1,000 bytes
+IDLE_P99_TARGET_MS = 1000.0  # one broadcast to every idle connection
+DEFLATE_DEFAULT = re.compile(r"^WS_PER_MESSAGE_DEFLATE\s*\?=\s*(\S+)", re.M)
+
+
+def run_deflate_default(makefile: Path) -> bool | None:
+    """`make run`'s permessage-deflate default, read from the Makefile (None: not found)."""
+    found = DEFLATE_DEFAULT.search(makefile.read_text()) if makefile.exists() else None
+    return None if found is None else found.group(1).lower() in ("true", "1", "yes", "on")
+
+
+def idle_targets(figures: dict[str, float], most: int) -> list[list[str]]:
+    kb = figures.get(f"kb_per_conn_{most}")
+    p99 = figures.get("broadcast_p99_ms")
+    rows = []
+    for what, value, bound, unit in (
+        (f"server RSS per idle connection at {most:,}", kb, IDLE_KB_TARGET, "KB"),
+        (f"one broadcast to {most:,}, p99", p99, IDLE_P99_TARGET_MS, "ms"),
+    ):
+        verdict = "-" if value is None else ("met" if value <= bound else "**not met**")
+        rows.append([what, f"≤ {number(bound)} {unit}", "-" if value is None else f"{number(value)} {unit}", verdict])
+    return rows
+
+
+def idle_section(path: Path) -> str:
+    from comparison import idle_bench
+
+    data = read_json(path)
+    if data is None:
+        return f"No results: `python -m comparison.idle_bench` writes {relative(path)}."
+    meta, summary = data["meta"], data["medians"]
+    counts = tuple(meta["settings"]["counts"])
+    most = max(counts)
+    default = run_deflate_default(ROOT / "Makefile")
+    chosen = next(
+        (c for c in idle_bench.CONFIGURATIONS if c.client_offers and c.server_deflate == default),
+        None,
+    )
+    pinning = meta.get("pinning", {})
+    parts = [
+        "Chat connections (`/ws/{id}`) held idle as a browser audience holds them, against `starlette_ws.app` served "
+        "as `make run` serves it, with the server's `--ws-per-message-deflate` on or off and the clients offering "
+        "permessage-deflate (as browsers do) or not. KB/conn: the server's RSS growth over an idle baseline, "
+        "divided by the connections held (KB = 1,000 bytes). Broadcast: one chat line from one more client to "
+        "all of them; latency from its send to each receiver, and until the last had it "
+        f"(median of {meta['settings']['broadcasts']} broadcasts a run). The latencies include the clients' own "
+        "time (all of them share one CPU); server CPU ms is the server process's CPU time from the send until "
+        f"every receiver had it (10 ms resolution). Medians of {meta['rounds']} interleaved "
+        f"round(s), {meta['date']}, server on CPU {pinning.get('server') or 'any'}, clients on "
+        f"{pinning.get('clients') or 'any'}, open-files limit {meta.get('open_files_limit', '-')}.",
+        "",
+    ]
+    rows = idle_bench.table_rows(summary, counts)
+    parts.append(table(rows[0], rows[1:], right=range(1, len(rows[0]))))
+    ratios = data.get("ratios") or {}
+    if ratios:
+        parts += ["", f"Paired ratios to `{meta['reference']}` (same round, medians):", ""]
+        header = ["configuration", *(f"KB/conn {c:,}" for c in counts), "broadcast p99", "last", "server CPU"]
+        shown = [
+            *(f"kb_per_conn_{c}" for c in counts),
+            "broadcast_p99_ms",
+            "broadcast_last_ms",
+            "broadcast_server_cpu_ms",
+        ]
+        ratio_rows = [[name, *(times(metrics.get(metric)) for metric in shown)] for name, metrics in ratios.items()]
+        parts.append(table(header, ratio_rows, right=range(1, len(header))))
+    if chosen is None or chosen.name not in summary:
+        parts += ["", "`make run`'s default (`WS_PER_MESSAGE_DEFLATE` in the Makefile) has no configuration here."]
+        return "\n".join(parts)
+    switch = "true" if default else "false"
+    parts += [
+        "",
+        f"Targets at `make run`'s default (`WS_PER_MESSAGE_DEFLATE={switch}`: `{chosen.name}`, browsers offering "
+        "permessage-deflate):",
+        "",
+        table(["target", "bound", "measured", "verdict"], idle_targets(summary[chosen.name], most), right=(1, 2)),
+    ]
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":
