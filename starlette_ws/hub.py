@@ -125,6 +125,22 @@ OPEN, CLOSING, CLOSED = ConnectionState.OPEN, ConnectionState.CLOSING, Connectio
 
 
 class Connection:
+    __slots__ = (
+        "websocket",
+        "_send",
+        "_count_sent",
+        "max_bytes",
+        "state",
+        "closed_with",
+        "_on_closed",
+        "_outbox",
+        "_queued_bytes",
+        "_sender",
+        "_closer",
+        "_expected",
+        "publishing",
+    )
+
     def __init__(self, websocket: WebSocket, max_bytes: int, on_closed: Callable[[Connection], None]) -> None:
         self.websocket = websocket
         # The endpoints' socket hands over the ASGI send itself and its sent count: Starlette's
@@ -138,7 +154,7 @@ class Connection:
         self.state = OPEN
         self.closed_with: int | None = None  # the code of the close frame it sends, once asked to close
         self._on_closed = on_closed
-        self._outbox: deque[tuple[Message | Close, int]] = deque()
+        self._outbox: deque[tuple[Message | Close, int]] | None = None  # made when first needed: most never are
         self._queued_bytes = 0
         self._sender: asyncio.Task[None] | None = None  # runs while a send waits or the outbox is not empty
         self._closer: asyncio.Task[None] | None = None  # sends the close frame of `close_now`
@@ -175,8 +191,7 @@ class Connection:
                 return
             self._sender = asyncio.create_task(self._send_loop(Started(sending, yielded)))
             return
-        self._outbox.append((message, size))
-        self._queued_bytes += size
+        self._enqueue(message, size)
 
     @contextlib.contextmanager
     def expecting(self, tag: str) -> Iterator[asyncio.Future[None]]:
@@ -200,7 +215,7 @@ class Connection:
         if self.state is OPEN:
             self.state = CLOSING
             self.closed_with = code
-            self._outbox.append((Close(code, reason), 0))
+            self._enqueue(Close(code, reason), 0)
             if self._sender is None:
                 self._sender = asyncio.create_task(self._send_loop(None))
 
@@ -232,6 +247,12 @@ class Connection:
     @property
     def queued_bytes(self) -> int:
         return self._queued_bytes
+
+    def _enqueue(self, item: Message | Close, size: int) -> None:
+        if self._outbox is None:
+            self._outbox = deque()
+        self._outbox.append((item, size))
+        self._queued_bytes += size
 
     async def _send_loop(self, started: Started | None) -> None:
         try:
@@ -273,7 +294,7 @@ class Connection:
         if self.state is CLOSED:
             return
         self.state = CLOSED
-        self._outbox.clear()
+        self._outbox = None
         self._queued_bytes = 0
         for arrived in self._expected.values():
             if not arrived.done():

@@ -7,6 +7,8 @@ from collections.abc import Callable
 class TokenBucket:
     """`rate` events a second on average, `burst` at once; `take()` says whether one may pass."""
 
+    __slots__ = ("rate", "burst", "_clock", "_tokens", "_updated")
+
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = burst

@@ -1,0 +1,130 @@
+"""`starlette_ws.protocol`'s lighter idle connection, in process: the `Inbox` that stands in for
+uvicorn's `asyncio.Queue`, and a handshake that leaves no request or response behind."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from starlette_ws.protocol import Inbox, WebSocketProtocol
+
+HANDSHAKE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+HELLO = bytes([0x81, 0x85, 0, 0, 0, 0]) + b"hello"  # a masked text frame (zero key)
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    async def bounded() -> None:
+        async with asyncio.timeout(5):
+            await test()
+
+    asyncio.run(bounded())
+
+
+def test_inbox_hands_out_messages_in_order_and_wakes_a_waiting_reader() -> None:
+    async def main() -> None:
+        inbox = Inbox()
+        assert inbox.empty()
+        reader = asyncio.create_task(inbox.get())
+        await asyncio.sleep(0)
+        assert not reader.done()
+        inbox.put_nowait({"type": "websocket.connect"})
+        inbox.put_nowait({"type": "websocket.receive", "text": "a"})
+        assert await reader == {"type": "websocket.connect"}
+        assert not inbox.empty()
+        assert await inbox.get() == {"type": "websocket.receive", "text": "a"}
+        assert inbox.empty()
+
+    run(main)
+
+
+def test_inbox_reader_cancelled_while_waiting_leaves_it_usable() -> None:
+    async def main() -> None:
+        inbox = Inbox()
+        reader = asyncio.create_task(inbox.get())
+        await asyncio.sleep(0)
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+        assert await inbox.get() == {"type": "websocket.disconnect", "code": 1000}
+
+    run(main)
+
+
+def test_inbox_refuses_a_second_reader_while_one_waits() -> None:
+    async def main() -> None:
+        inbox = Inbox()
+        first = asyncio.create_task(inbox.get())
+        await asyncio.sleep(0)
+        with pytest.raises(RuntimeError, match="already waiting"):
+            await inbox.get()
+        inbox.put_nowait({"type": "websocket.connect"})
+        assert await first == {"type": "websocket.connect"}
+
+    run(main)
+
+
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closing = False
+
+    def write(self, data: Any) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def test_an_accepted_connection_keeps_neither_handshake_request_nor_response() -> None:
+    received: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        received.append(await receive())
+        await send({"type": "websocket.close", "code": 1000})
+
+    async def main() -> None:
+        config = Config(app=app, ws=WebSocketProtocol, log_config=None)
+        config.load()
+        protocol = WebSocketProtocol(config, ServerState(), {})
+        transport = Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(HANDSHAKE)
+        while b"\r\n\r\n" not in transport.written:
+            await asyncio.sleep(0.01)
+        assert transport.written.startswith(b"HTTP/1.1 101")
+        assert protocol.request is None and protocol.response is None  # type: ignore[comparison-overlap]
+        assert isinstance(protocol.queue, Inbox)
+        protocol.data_received(HELLO)
+        while not received:
+            await asyncio.sleep(0.01)
+        assert received == [{"type": "websocket.receive", "text": "hello"}]
+        protocol.connection_lost(None)
+
+    run(main)
