@@ -52,6 +52,7 @@ WARM_UP = 0.5  # seconds of unmeasured load before echo and items measure
 WARM_MESSAGES = 3  # unmeasured broadcasts before the measured ones
 WARM_PAUSE = 0.2  # unpaced: seconds between the warm-up broadcasts and the measured burst
 FIRST_RECEIVER_ID = 1000
+SLOWEST_FANOUT = 10_000  # deliveries/s the broadcast wait allows for, beyond GRACE
 HOLD_LIMIT = 300.0  # a receiver process never lives longer than this
 
 
@@ -381,10 +382,10 @@ def open_stalled(base_url: str, path: str, rcvbuf: int = 4096) -> socket.socket:
     return sock
 
 
-def collect_reports(results: Any, count: int, finish: Event) -> list[dict[str, Any]]:
-    """The receiver processes' reports; stragglers get GRACE s to finish, then report what they have."""
+def collect_reports(results: Any, count: int, finish: Event, grace: float) -> list[dict[str, Any]]:
+    """The receiver processes' reports; stragglers get ``grace`` s to finish, then report what they have."""
     reports: list[dict[str, Any]] = []
-    finish_at = time.monotonic() + GRACE
+    finish_at = time.monotonic() + grace
     while len(reports) < count:
         if time.monotonic() >= finish_at:
             finish.set()
@@ -432,7 +433,9 @@ def broadcast_fanout(
             got_open, got_failed = ready.get(timeout=60)
             opened += got_open
             failed += got_failed
-        collect = functools.partial(collect_reports, results, len(workers), finish)
+        # Unpaced, the sender is done long before the server: the wait allows for a slow one.
+        grace = GRACE + receivers * messages / SLOWEST_FANOUT
+        collect = functools.partial(collect_reports, results, len(workers), finish, grace)
         first_ns, cpu, reports = run(send_lines(base_url, messages, rate, server_pid, collect))
     finally:
         finish.set()
