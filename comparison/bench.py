@@ -21,10 +21,12 @@ them); the summary ends with their ratios to our app as it runs by default.
 """
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -63,11 +65,12 @@ class Settings:
     items_workers: int
     broadcast_messages: int
     broadcast_rate: float
+    burst_messages: int  # unpaced; with the warm-up's, under the chat's flood burst (CHAT_RATE_BURST, 200)
     rss_counts: tuple[int, ...]
 
 
-FULL = Settings(3.0, 50, 3.0, 20, 60, 20.0, (1000, 5000))
-QUICK = Settings(1.0, 50, 1.0, 20, 10, 20.0, (1000, 5000))
+FULL = Settings(3.0, 50, 3.0, 20, 60, 20.0, 150, (1000, 5000))
+QUICK = Settings(1.0, 50, 1.0, 20, 10, 20.0, 150, (1000, 5000))
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,21 @@ SCENARIOS = [
         lambda url, pid, s: loadgen.broadcast_fanout(url, 1000, s.broadcast_messages, s.broadcast_rate, server_pid=pid),
     ),
     Scenario(
+        "burst-200",
+        (OURS, REFERENCE),
+        lambda url, pid, s: loadgen.broadcast_fanout(url, 200, s.burst_messages, None, server_pid=pid),
+    ),
+    Scenario(
+        "burst-1000",
+        (OURS, REFERENCE),
+        lambda url, pid, s: loadgen.broadcast_fanout(url, 1000, s.burst_messages, None, server_pid=pid),
+    ),
+    Scenario(
+        "stalled-1000",
+        (OURS, REFERENCE),
+        lambda url, pid, s: loadgen.broadcast_fanout(url, 1000, s.burst_messages, None, server_pid=pid, stalled=1),
+    ),
+    Scenario(
         "rss",
         (OURS, REFERENCE),
         lambda url, pid, s: loadgen.rss_per_connection(url, pid, s.rss_counts),
@@ -116,8 +134,10 @@ SCENARIOS = [
 # -- servers ---------------------------------------------------------------------------------
 
 
-def server_command(module: str, port: int, workers: int) -> list[str]:
-    command = [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1"]
+def server_command(module: str, port: int, workers: int, profile: Path | None = None) -> list[str]:
+    """uvicorn's command line; with `profile`, run under cProfile, its statistics written there on exit."""
+    command = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
+    command += ["-m", "uvicorn", module, "--host", "127.0.0.1"]
     command += ["--port", str(port), "--log-level", "warning"]
     return command + (["--workers", str(workers)] if workers > 1 else [])
 
@@ -144,11 +164,17 @@ def app_env(app: str, metrics_dir: str) -> dict[str, str]:
 
 
 def start_server(
-    app: str, port: int, workers: int, cpus: set[int] | None, log: Path, env: dict[str, str]
+    app: str,
+    port: int,
+    workers: int,
+    cpus: set[int] | None,
+    log: Path,
+    env: dict[str, str],
+    profile: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            server_command(APPS[app], port, workers),
+            server_command(APPS[app], port, workers, profile),
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -191,13 +217,26 @@ def placement(workers: int) -> tuple[set[int] | None, set[int] | None]:
 # -- one run ---------------------------------------------------------------------------------
 
 
-def run_once(scenario: Scenario, app: str, settings: Settings, workers: int, logs: Path) -> dict[str, Any]:
+def profile_path(app: str, scenario: str, round_: int) -> Path | None:
+    """Where the server's cProfile statistics go when BENCH_PROFILE names a directory."""
+    directory = os.environ.get("BENCH_PROFILE")
+    if not directory:
+        return None
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return Path(directory) / f"{app}-{scenario}-{round_}.prof"
+
+
+def run_once(
+    scenario: Scenario, app: str, settings: Settings, workers: int, logs: Path, round_: int = 1
+) -> dict[str, Any]:
     server_cpus, loadgen_cpus = placement(workers)
     everything = os.sched_getaffinity(0)
     port = free_port()
+    profile = profile_path(app, scenario.name, round_)
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as metrics_dir:
         env = app_env(app, metrics_dir)
-        proc = start_server(app, port, workers, server_cpus, logs / f"{app}-{scenario.name}.log", env)
+        log = logs / f"{app}-{scenario.name}.log"
+        proc = start_server(app, port, workers, server_cpus, log, env, profile)
         started = time.perf_counter()
         try:
             mine = server_cpus if scenario.same_cpu else loadgen_cpus
@@ -206,6 +245,11 @@ def run_once(scenario: Scenario, app: str, settings: Settings, workers: int, log
             figures = scenario.run(f"ws://127.0.0.1:{port}", proc.pid, settings)
         finally:
             os.sched_setaffinity(0, everything)
+            # uvicorn re-raises SIGTERM after its shutdown; SIGINT ends in KeyboardInterrupt: cProfile writes.
+            if profile:
+                proc.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=STOP_TIMEOUT * 5)
             stop_process(proc, STOP_TIMEOUT)
     seconds = time.perf_counter() - started
     return {"figures": figures, "seconds": seconds, "loadavg_1min": os.getloadavg()[0]}
@@ -324,7 +368,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None, help="default 3 (--quick: 1)")
     parser.add_argument("--quick", action="store_true", help="short durations: a smoke run")
     parser.add_argument("--apps", default=",".join(APPS), help="comma-separated subset")
-    parser.add_argument("--scenarios", default=",".join(s.name for s in SCENARIOS))
+    parser.add_argument(
+        "--scenarios", "--only", dest="scenarios", default=",".join(s.name for s in SCENARIOS), help="comma-separated"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "bench.json")
     return parser.parse_args(argv)
 
@@ -362,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
         for scenario in scenarios:
             for app in [app for app in apps if app in scenario.apps]:
                 try:
-                    outcome = run_once(scenario, app, settings, workers, logs)
+                    outcome = run_once(scenario, app, settings, workers, logs, number_)
                 except Exception as error:  # one failed run must not end the study
                     outcome = {"error": f"{type(error).__name__}: {error}"}
                 progress(f"{number_}/{rounds}", scenario.name, app, outcome)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import multiprocessing
@@ -159,7 +160,9 @@ async def holder_async(base_url: str, first_id: int, compression: str | None, co
                 break
             if command[0] == "open":
                 ids = range(first_id + len(held), first_id + command[1])
-                opened, failed = await loadgen.open_many([f"{base_url}/ws/{i}" for i in ids], compression)
+                opened, failed = await loadgen.open_many(
+                    [f"{base_url}/ws/{i}" for i in ids], functools.partial(loadgen.open_ws, compression=compression)
+                )
                 listeners += [asyncio.create_task(listen(ws, arrivals)) for ws in opened]
                 held += opened
                 extensions = sum(

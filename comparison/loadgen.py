@@ -5,8 +5,9 @@ and returns a flat dict of figures:
 
 - ``echo_round_trips``: send, await the reply, repeat; 1 or many concurrent clients.
 - ``items_sessions``: connect to the items socket, one message, two replies, close; N workers.
-- ``broadcast_fanout``: K chat receivers spread over several processes, one paced sender;
-  delivery latency of every broadcast message (timestamps from ``time.time_ns``).
+- ``broadcast_fanout``: K chat receivers spread over several processes, one sender (paced, or
+  unpaced: back to back), optionally clients that never read; delivery latency of every
+  broadcast message (timestamps from ``time.time_ns``) and the server's CPU per delivery.
 - ``rss_per_connection``: the server's RSS growth per idle connection on ``/ws``.
 
 Every loop is bounded in count and in time. Command line, one JSON object on stdout:
@@ -15,16 +16,21 @@ Every loop is bounded in count and in time. Command line, one JSON object on std
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import functools
 import json
 import math
 import multiprocessing
+import os
 import queue
 import resource
+import socket
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from multiprocessing.synchronize import Event
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import psutil  # type: ignore[import-untyped, unused-ignore]
 from websockets.asyncio.client import ClientConnection, connect
@@ -33,6 +39,7 @@ from comparison.rawclient import OP_TEXT, RawWebSocket, open_raw, text_frame
 
 Figures = dict[str, float]
 T = TypeVar("T")
+C = TypeVar("C")
 
 OPEN_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 2.0
@@ -40,9 +47,12 @@ GRACE = 10.0  # extra seconds any wait may take beyond its planned length
 CONNECT_CONCURRENCY = 64  # handshakes in flight per process (keeps the accept backlog sane)
 ITEMS_PATH = "/items/foo/ws?token=some-key-token"
 SENDER_ID = 1
+STALLED_ID = 2  # and up: the chat clients that never read
 WARM_UP = 0.5  # seconds of unmeasured load before echo and items measure
 WARM_MESSAGES = 3  # unmeasured broadcasts before the measured ones
+WARM_PAUSE = 0.2  # unpaced: seconds between the warm-up broadcasts and the measured burst
 FIRST_RECEIVER_ID = 1000
+SLOWEST_FANOUT = 10_000  # deliveries/s the broadcast wait allows for, beyond GRACE
 HOLD_LIMIT = 300.0  # a receiver process never lives longer than this
 
 
@@ -117,14 +127,18 @@ def split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-async def open_many(urls: Iterable[str], compression: str | None = None) -> tuple[list[ClientConnection], int]:
+async def open_many(
+    urls: Iterable[str],
+    opener: Callable[[str], Awaitable[C]] = open_ws,  # type: ignore[assignment]
+) -> tuple[list[C], int]:
     """Open one connection per URL, a bounded number at a time; returns (open, failed)."""
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-    async def one(url: str) -> ClientConnection | None:
+    async def one(url: str) -> C | None:
         async with gate:
             try:
-                return await open_ws(url, compression)
+                async with asyncio.timeout(OPEN_TIMEOUT):
+                    return await opener(url)
             except Exception:
                 return None
 
@@ -241,18 +255,18 @@ def items_sessions(base_url: str, workers: int = 20, duration: float = 3.0, serv
 # -- (c) broadcast fan-out -------------------------------------------------------------------
 
 
-async def receive_broadcasts(ws: ClientConnection, expected: int, latencies: list[int], last: list[int]) -> None:
+async def receive_broadcasts(ws: RawWebSocket, expected: int, latencies: list[int], last: list[int]) -> None:
     """Latency of every measured broadcast from the sender, until ``expected`` arrived.
 
     The sender's lines are ``{sequence} {time_ns}``; negative sequences are the warm-up.
     """
-    prefix = f"Client #{SENDER_ID} says: "
+    prefix = f"Client #{SENDER_ID} says: ".encode()
     seen = 0
     while seen < expected + WARM_MESSAGES:
-        message = await ws.recv()
-        if isinstance(message, str) and message.startswith(prefix):
+        opcode, payload = await ws.recv()
+        if opcode == OP_TEXT and payload.startswith(prefix):
             now = time.time_ns()
-            sequence, stamp = message[len(prefix) :].split(" ")
+            sequence, stamp = payload[len(prefix) :].split(b" ")
             seen += 1
             if int(sequence) >= 0:
                 latencies.append(now - int(stamp))
@@ -264,12 +278,14 @@ async def receivers_async(
 ) -> None:
     """Receive until every broadcast arrived or ``finish`` is set, report, hold until ``release``.
 
-    Connections stay open until the parent has read the server's CPU time, so that the
-    departures (and the reference chat's "left the chat" storm) are not counted.
+    The receivers are raw clients (see rawclient.py): the ``websockets`` client would cost the
+    load generator's CPU more per message than the servers spend. Connections stay open until
+    the parent has read the server's CPU time, so that the departures (and the reference chat's
+    "left the chat" storm) are not counted.
     """
     ready, results = queues
     finish, release = events
-    connections, failed = await open_many([f"{base_url}/ws/{i}" for i in ids])
+    connections, failed = await open_many([f"{base_url}/ws/{i}" for i in ids], open_raw)
     ready.put((len(connections), failed))
     latencies: list[int] = []
     last = [0]
@@ -285,7 +301,8 @@ async def receivers_async(
     results.put({"latencies": latencies, "last_ns": last[0], "open": len(connections)})
     remaining = max(0.0, deadline - time.monotonic())
     await asyncio.get_running_loop().run_in_executor(None, release.wait, remaining)
-    abort_all(connections)
+    for ws in connections:
+        ws.abort()
 
 
 def receivers_process(
@@ -302,11 +319,17 @@ async def drain(ws: ClientConnection) -> None:
             pass
 
 
-async def send_paced(base_url: str, messages: int, rate: float, server_pid: int) -> tuple[int, float]:
-    """Send chat lines at ``rate`` per second, each stamped with time.time_ns.
+async def send_lines(
+    base_url: str, messages: int, rate: float | None, server_pid: int, collect: Callable[[], T]
+) -> tuple[int, float, T]:
+    """Send chat lines, each stamped with time.time_ns: at ``rate`` per second, or back to back.
 
-    ``WARM_MESSAGES`` unmeasured lines go first. Returns the send time of the first measured
-    line and the server's CPU seconds just before it.
+    ``rate`` None: unpaced, each send awaited (so as fast as the socket takes them) and the next
+    one sent at once. ``WARM_MESSAGES`` unmeasured lines go first. The sender stays in the chat
+    until ``collect`` (blocking: it waits for the receivers) has returned and the server's CPU
+    time has been read: a sender that left earlier would have its last lines dropped, and its
+    departure counted. Returns the send time of the first measured line, the server's CPU seconds
+    from just before it to then, and what ``collect`` returned.
     """
     async with open_ws(f"{base_url}/ws/{SENDER_ID}") as ws:
         reader = asyncio.create_task(drain(ws))
@@ -314,7 +337,8 @@ async def send_paced(base_url: str, messages: int, rate: float, server_pid: int)
         cpu_before = math.nan
         started = time.perf_counter()
         for index, sequence in enumerate(range(-WARM_MESSAGES, messages)):
-            delay = started + index / rate - time.perf_counter()
+            # Unpaced, only the burst waits: until the warm-up's broadcasts are out.
+            delay = started + index / rate - time.perf_counter() if rate else WARM_PAUSE * (sequence == 0)
             if delay > 0:
                 await asyncio.sleep(delay)
             if sequence == 0:
@@ -322,24 +346,75 @@ async def send_paced(base_url: str, messages: int, rate: float, server_pid: int)
             now = time.time_ns()
             first_ns = first_ns or (now if sequence == 0 else 0)
             await ws.send(f"{sequence} {now}")
-        await asyncio.sleep(0.2)
+        collected = await asyncio.get_running_loop().run_in_executor(None, collect)
+        cpu = tree_cpu(server_pid) - cpu_before
         reader.cancel()
         abort_all([ws])
-    return first_ns, cpu_before
+    return first_ns, cpu, collected
+
+
+def open_stalled(base_url: str, path: str, rcvbuf: int = 4096) -> socket.socket:
+    """A chat client that completes the handshake and then never reads (a small receive buffer).
+
+    A blocking socket, read one byte at a time up to the end of the handshake's response, so
+    nothing the server sends after it is consumed. Its owner closes it when the scenario is over.
+    """
+    parts = urlsplit(base_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(OPEN_TIMEOUT)
+        sock.connect((host, port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        response = b""
+        while not response.endswith(b"\r\n\r\n"):
+            byte = sock.recv(1)
+            if not byte:
+                raise ConnectionError("closed during the handshake")
+            response += byte
+        if response.split(b" ")[1:2] != [b"101"]:
+            raise ConnectionError(response.split(b"\r\n", 1)[0].decode(errors="replace"))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def collect_reports(results: Any, count: int, finish: Event, grace: float) -> list[dict[str, Any]]:
+    """The receiver processes' reports; stragglers get ``grace`` s to finish, then report what they have."""
+    reports: list[dict[str, Any]] = []
+    finish_at = time.monotonic() + grace
+    while len(reports) < count:
+        if time.monotonic() >= finish_at:
+            finish.set()
+        try:
+            reports.append(results.get(timeout=0.5))
+        except queue.Empty:
+            if time.monotonic() > finish_at + GRACE:
+                break
+    return reports
 
 
 def broadcast_fanout(
     base_url: str,
     receivers: int = 100,
     messages: int = 60,
-    rate: float = 20.0,
+    rate: float | None = 20.0,
     processes: int = 0,
     server_pid: int = 0,
+    stalled: int = 0,
 ) -> Figures:
-    """Deliveries per second and p50/p99 delivery latency of a paced chat broadcast.
+    """Deliveries per second, p50/p99 delivery latency and server CPU per delivery of a chat broadcast.
 
     ``processes`` receiver processes (0: one per 250 receivers) each hold a share of the
-    ``receivers`` chat clients; one sender in this process sends ``messages`` at ``rate``/s.
+    ``receivers`` chat clients; one sender in this process sends ``messages`` at ``rate``/s, or
+    back to back when ``rate`` is None. ``stalled`` more chat clients join first and never read
+    (what they are sent is not counted).
     """
     processes = processes or max(1, math.ceil(receivers / 250))
     context = multiprocessing.get_context("spawn")
@@ -353,27 +428,23 @@ def broadcast_fanout(
         first += share
     for worker in workers:
         worker.start()
-    reports: list[dict[str, Any]] = []
+    held: list[socket.socket] = []
     try:
+        held += [open_stalled(base_url, f"/ws/{STALLED_ID + i}") for i in range(stalled)]
         opened = failed = 0
         for _ in workers:
             got_open, got_failed = ready.get(timeout=60)
             opened += got_open
             failed += got_failed
-        first_ns, cpu_before = run(send_paced(base_url, messages, rate, server_pid))
-        finish_at = time.monotonic() + GRACE  # stragglers get this long, then report anyway
-        while len(reports) < len(workers):
-            if time.monotonic() >= finish_at:
-                finish.set()
-            try:
-                reports.append(results.get(timeout=0.5))
-            except queue.Empty:
-                if time.monotonic() > finish_at + GRACE:
-                    break
-        cpu = tree_cpu(server_pid) - cpu_before
+        # Unpaced, the sender is done long before the server: the wait allows for a slow one.
+        grace = GRACE + receivers * messages / SLOWEST_FANOUT
+        collect = functools.partial(collect_reports, results, len(workers), finish, grace)
+        first_ns, cpu, reports = run(send_lines(base_url, messages, rate, server_pid, collect))
     finally:
         finish.set()
         release.set()
+        for sock in held:
+            sock.close()
         for worker in workers:
             worker.join(timeout=5)
             if worker.is_alive():
@@ -481,7 +552,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=3.0, help="echo, items: seconds")
     parser.add_argument("--receivers", type=int, default=100, help="broadcast: receivers")
     parser.add_argument("--messages", type=int, default=60, help="broadcast: messages")
-    parser.add_argument("--rate", type=float, default=20.0, help="broadcast: messages/s")
+    parser.add_argument("--rate", type=float, default=20.0, help="broadcast: messages/s (0: unpaced)")
+    parser.add_argument("--stalled", type=int, default=0, help="broadcast: clients that never read")
     parser.add_argument("--processes", type=int, default=0, help="broadcast, rss: processes")
     parser.add_argument("--pid", type=int, default=0, help="the server's PID (rss: required)")
     parser.add_argument("--counts", default="1000,5000", help="rss: connection totals")
@@ -491,7 +563,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.scenario == "items":
         figures = items_sessions(args.base_url, args.workers, args.duration, args.pid)
     elif args.scenario == "broadcast":
-        figures = broadcast_fanout(args.base_url, args.receivers, args.messages, args.rate, args.processes, args.pid)
+        rate = args.rate or None
+        figures = broadcast_fanout(
+            args.base_url, args.receivers, args.messages, rate, args.processes, args.pid, args.stalled
+        )
     else:
         counts = [int(count) for count in args.counts.split(",")]
         figures = rss_per_connection(args.base_url, args.pid, counts, args.processes or 2)

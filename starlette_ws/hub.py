@@ -126,19 +126,19 @@ OPEN, CLOSING, CLOSED = ConnectionState.OPEN, ConnectionState.CLOSING, Connectio
 
 class Connection:
     __slots__ = (
-        "websocket",
-        "_send",
+        "_closer",
         "_count_sent",
-        "max_bytes",
-        "state",
-        "closed_with",
+        "_expected",
         "_on_closed",
         "_outbox",
         "_queued_bytes",
+        "_send",
         "_sender",
-        "_closer",
-        "_expected",
+        "closed_with",
+        "max_bytes",
         "publishing",
+        "state",
+        "websocket",
     )
 
     def __init__(self, websocket: WebSocket, max_bytes: int, on_closed: Callable[[Connection], None]) -> None:

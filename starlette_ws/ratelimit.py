@@ -7,7 +7,7 @@ from collections.abc import Callable
 class TokenBucket:
     """`rate` events a second on average, `burst` at once; `take()` says whether one may pass."""
 
-    __slots__ = ("rate", "burst", "_clock", "_tokens", "_updated")
+    __slots__ = ("_clock", "_tokens", "_updated", "burst", "rate")
 
     def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
