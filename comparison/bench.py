@@ -2,8 +2,9 @@
 
 Run from the repository root: ``python -m comparison.bench [--rounds N] [--quick]``.
 
-Every (round, scenario, app) gets a fresh uvicorn subprocess with the same options, so no
-run inherits another's memory or leftover connections. Rounds interleave the apps
+Every (round, scenario, app) gets a fresh uvicorn subprocess with the same options (the
+protocols `make run` serves with, ``common.PROTOCOLS``, for every app), so no run inherits
+another's memory or leftover connections and the figures differ by the apps alone. Rounds interleave the apps
 (ours, FastAPI, bare; again ...) and the summary uses medians, so a noisy moment on the
 machine moves one sample, not the verdict. Raw figures go to comparison/results/bench.json.
 
@@ -138,7 +139,7 @@ def server_command(module: str, port: int, workers: int, profile: Path | None = 
     """uvicorn's command line; with `profile`, run under cProfile, its statistics written there on exit."""
     command = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
     command += ["-m", "uvicorn", module, "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--log-level", "warning"]
+    command += ["--port", str(port), "--log-level", "warning", *common.PROTOCOLS]
     return command + (["--workers", str(workers)] if workers > 1 else [])
 
 

@@ -10,6 +10,9 @@ from importlib import metadata
 from typing import Any
 
 HOST = "127.0.0.1"
+# uvicorn's protocols as `make run` serves them (starlette_ws/protocol.py): every app a benchmark
+# compares is served on this same stack, so the figures differ by the apps alone.
+PROTOCOLS = ("--http", "starlette_ws.protocol:HttpProtocol", "--ws", "starlette_ws.protocol:WebSocketProtocol")
 
 
 def free_port() -> int:

@@ -174,7 +174,7 @@ class Server:
 
 
 def server_command(port: int, workers: int) -> list[str]:
-    command = [sys.executable, "-m", "uvicorn", APP, "--host", HOST, "--port", str(port)]
+    command = [sys.executable, "-m", "uvicorn", APP, "--host", HOST, "--port", str(port), *common.PROTOCOLS]
     command += ["--log-level", "info", "--no-access-log", "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN)]
     return command + (["--workers", str(workers)] if workers > 1 else [])
 

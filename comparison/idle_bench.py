@@ -56,7 +56,6 @@ from comparison.loadgen import split, tree_rss
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "comparison" / "results"
 APP = "starlette_ws.app:app"
-PROTOCOLS = ["--http", "starlette_ws.protocol:HttpProtocol", "--ws", "starlette_ws.protocol:WebSocketProtocol"]
 MAX_MESSAGE_BYTES = 65536  # `make run`'s default
 FD_RESERVE = 100  # as `make run`: the connection cap is the open-files limit less this
 SENDER_ID = 1
@@ -189,7 +188,7 @@ def server_command(port: int, deflate: bool) -> list[str]:
     """uvicorn as `make run` runs it, with the permessage-deflate switch set."""
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_RESERVE
     return [
-        sys.executable, "-m", "uvicorn", APP, "--host", common.HOST, "--port", str(port), *PROTOCOLS,
+        sys.executable, "-m", "uvicorn", APP, "--host", common.HOST, "--port", str(port), *common.PROTOCOLS,
         "--ws-per-message-deflate", "true" if deflate else "false", "--limit-concurrency", str(limit),
         "--log-config", "starlette_ws/logging.json", "--ws-max-size", str(MAX_MESSAGE_BYTES),
     ]  # fmt: skip

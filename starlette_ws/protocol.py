@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, cast
@@ -39,6 +40,7 @@ from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.frames import CloseCode, Frame
+from websockets.protocol import State
 
 from starlette_ws.settings import Settings
 
@@ -256,6 +258,36 @@ class LingeringTransport(asyncio.Transport):
         return self.transport.get_extra_info(name, default)
 
 
+def text_frame(text: str) -> bytes:
+    """An unfragmented, unmasked text frame (a server's), as RFC 6455 section 5.2 lays it out."""
+    data = text.encode()
+    length = len(data)
+    if length < 126:
+        return bytes((0x81, length)) + data
+    if length < 65536:
+        return struct.pack("!BBH", 0x81, 126, length) + data
+    return struct.pack("!BBQ", 0x81, 127, length) + data
+
+
+class FrameCache:
+    """The frame of the text last sent, by identity: a broadcast hands every member the same
+    message, so its frame is built once (the text is held, so its identity cannot be reused)."""
+
+    def __init__(self) -> None:
+        self.last: tuple[str | None, bytes] = (None, b"")
+
+    def text(self, text: str) -> bytes:
+        last = self.last  # one read and one write of the pair: threads cannot mix two entries
+        if last[0] is text:
+            return last[1]
+        frame = text_frame(text)
+        self.last = (text, frame)
+        return frame
+
+
+FRAMES = FrameCache()
+
+
 class Inbox:
     """The received messages of one connection: what uvicorn uses of an `asyncio.Queue`
     (`put_nowait`, `get`, `empty`) without its four deques and its `Event` (~2.5 KB), for one
@@ -358,6 +390,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
                 self.transport.pause_reading()
 
     async def send(self, message: ASGISendEvent) -> None:
+        if message["type"] == "websocket.send" and self.writes_plain_text():
+            text = message.get("text")
+            if text is not None and message.get("bytes") is None:
+                self.transport.write(FRAMES.text(text))
+                return
         try:
             await super().send(message)
         finally:  # a close resumes reading to hear the client's reply: not while writes wait
@@ -367,6 +404,21 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             # uvicorn keeps the handshake's request and response (headers and all) for the whole
             # connection, and needs neither again: about 2 KB of every idle connection.
             self.request = self.response = None  # type: ignore[assignment]
+
+    def writes_plain_text(self) -> bool:
+        """Whether a text frame can go straight to the transport, as websockets would write it:
+        open, writable, no fragmented message under way and no extension (deflate) to apply."""
+        conn = self.conn
+        return (
+            self.handshake_complete
+            and not self.close_sent
+            and not self.disconnected
+            and self.initial_response is None
+            and self.writable.is_set()
+            and conn.state is State.OPEN
+            and not conn.expect_continuation_frame
+            and not conn.extensions
+        )
 
     # Messages
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
+from websockets.frames import Frame, Opcode
 
-from starlette_ws.protocol import Inbox, WebSocketProtocol
+from starlette_ws.protocol import FrameCache, Inbox, WebSocketProtocol, text_frame
 
 HANDSHAKE = (
     b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -125,5 +126,96 @@ def test_an_accepted_connection_keeps_neither_handshake_request_nor_response() -
         protocol.data_received(HELLO)
         assert await received.get() == {"type": "websocket.receive", "text": "hello"}
         protocol.connection_lost(None)
+
+    run(main)
+
+
+@pytest.mark.parametrize("text", ["", "a", "é" * 62, "x" * 125, "x" * 126, "€" * 21845, "x" * 65535, "x" * 65536])
+def test_text_frame_is_the_frame_websockets_writes(text: str) -> None:
+    assert text_frame(text) == Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+
+
+def test_frame_cache_builds_a_frame_once_per_text_object() -> None:
+    cache = FrameCache()
+    text = "".join(["hel", "lo"])
+    first = cache.text(text)
+    assert cache.text(text) is first  # the same message again: the same frame
+    other = cache.text("".join(["hel", "lo"]))  # equal text, another object: built again, identical
+    assert other == first and other is not first
+
+
+class Accepted:
+    """A WebSocketProtocol over a fake transport, after the handshake, the app waiting for sends."""
+
+    def __init__(self, deflate: bool) -> None:
+        self.sends: asyncio.Queue[Any] = asyncio.Queue()
+        self.done: asyncio.Queue[None] = asyncio.Queue()
+        config = Config(
+            self.app, ws=WebSocketProtocol, log_config=None, ws_per_message_deflate=deflate, interface="asgi3"
+        )
+        config.load()
+        self.protocol = WebSocketProtocol(config, ServerState(), {})
+        self.transport = Transport()
+        self.protocol.connection_made(self.transport)
+
+    async def app(self, scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            await send(await self.sends.get())
+            self.done.put_nowait(None)
+
+    async def open(self, extensions: bytes = b"") -> None:
+        self.protocol.data_received(HANDSHAKE[:-2] + extensions + b"\r\n")
+        await self.transport.wrote.wait()
+        assert self.transport.written.startswith(b"HTTP/1.1 101")
+        self.transport.written.clear()
+        self.transport.wrote.clear()
+
+    async def send(self, message: Any) -> bytes:
+        self.sends.put_nowait(message)
+        await self.done.get()
+        written = bytes(self.transport.written)
+        self.transport.written.clear()
+        return written
+
+
+def test_a_text_message_is_written_as_one_plain_frame() -> None:
+    async def main() -> None:
+        accepted = Accepted(deflate=False)
+        await accepted.open()
+        message = {"type": "websocket.send", "text": "hello"}
+        assert await accepted.send(message) == text_frame("hello")
+        assert await accepted.send(message) == text_frame("hello")
+        assert await accepted.send({"type": "websocket.send", "bytes": b"\x01"}) == b"\x82\x01\x01"
+        accepted.protocol.connection_lost(None)
+
+    run(main)
+
+
+def test_with_deflate_negotiated_text_goes_through_websockets_compressed() -> None:
+    async def main() -> None:
+        accepted = Accepted(deflate=True)
+        await accepted.open(b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
+        written = await accepted.send({"type": "websocket.send", "text": "hello " * 20})
+        assert written[0] == 0xC1  # FIN, RSV1 (compressed), text
+        assert len(written) < len(text_frame("hello " * 20))
+        accepted.protocol.connection_lost(None)
+
+    run(main)
+
+
+def test_while_the_transport_is_paused_a_send_waits_and_writes_nothing() -> None:
+    async def main() -> None:
+        accepted = Accepted(deflate=False)
+        await accepted.open()
+        accepted.protocol.pause_writing()
+        accepted.sends.put_nowait({"type": "websocket.send", "text": "later"})
+        await asyncio.sleep(0.05)
+        assert accepted.transport.written == b"" and accepted.done.empty()
+        accepted.protocol.resume_writing()
+        await accepted.done.get()
+        assert bytes(accepted.transport.written) == text_frame("later")
+        accepted.protocol.connection_lost(None)
 
     run(main)
