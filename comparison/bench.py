@@ -45,10 +45,14 @@ from comparison.loadgen import Figures
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "comparison" / "results"
 OURS, REFERENCE, FLOOR = "starlette-ws", "fastapi", "bare"
+# FastAPI's twin as its tutorial runs it, on uvicorn's own protocols: starlette-ws as `make run`
+# serves it against FastAPI as one would serve it, beside the same-stack comparison above.
+TUTORIAL = "fastapi-uvicorn"
 METRICS_OFF, MULTIPROCESS = "starlette-ws-metrics-off", "starlette-ws-multiprocess"
 APPS = {
     OURS: "starlette_ws.app:app",
     REFERENCE: "comparison.fastapi_app:app",
+    TUTORIAL: "comparison.fastapi_app:app",
     FLOOR: "comparison.bare_app:app",
     METRICS_OFF: "starlette_ws.app:app",
     MULTIPROCESS: "starlette_ws.app:app",
@@ -111,12 +115,12 @@ SCENARIOS = [
     ),
     Scenario(
         "burst-200",
-        (OURS, REFERENCE),
+        (OURS, REFERENCE, TUTORIAL),
         lambda url, pid, s: loadgen.broadcast_fanout(url, 200, s.burst_messages, None, server_pid=pid),
     ),
     Scenario(
         "burst-1000",
-        (OURS, REFERENCE),
+        (OURS, REFERENCE, TUTORIAL),
         lambda url, pid, s: loadgen.broadcast_fanout(url, 1000, s.burst_messages, None, server_pid=pid),
     ),
     Scenario(
@@ -135,11 +139,11 @@ SCENARIOS = [
 # -- servers ---------------------------------------------------------------------------------
 
 
-def server_command(module: str, port: int, workers: int, profile: Path | None = None) -> list[str]:
+def server_command(app: str, port: int, workers: int, profile: Path | None = None) -> list[str]:
     """uvicorn's command line; with `profile`, run under cProfile, its statistics written there on exit."""
     command = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
-    command += ["-m", "uvicorn", module, "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--log-level", "warning", *common.PROTOCOLS]
+    command += ["-m", "uvicorn", APPS[app], "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--log-level", "warning", *(() if app == TUTORIAL else common.PROTOCOLS)]
     return command + (["--workers", str(workers)] if workers > 1 else [])
 
 
@@ -175,7 +179,7 @@ def start_server(
 ) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            server_command(APPS[app], port, workers, profile),
+            server_command(app, port, workers, profile),
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -329,20 +333,21 @@ def ratios(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
     for scenario, table in summary.items():
         metrics = sorted({metric for values in table.values() for metric in values})
         for metric in metrics:
-            pairs = {f"{OURS}/{other}": ratio(table, metric, other) for other in (REFERENCE, FLOOR)}
+            pairs = {f"{OURS}/{other}": ratio(table, metric, other) for other in (REFERENCE, FLOOR, TUTORIAL)}
             result.setdefault(scenario, {})[metric] = pairs
     return result
 
 
 def print_table(summary: dict[str, dict[str, dict[str, float]]], apps: list[str]) -> None:
-    header = ["scenario", "metric", "better", *apps, f"{OURS}/{REFERENCE}", f"{OURS}/{FLOOR}"]
+    others = (REFERENCE, FLOOR, TUTORIAL)
+    header = ["scenario", "metric", "better", *apps, *(f"{OURS}/{other}" for other in others)]
     rows = [header]
     for scenario, table in summary.items():
         metrics = list(dict.fromkeys(m for app in apps for m in table.get(app, {})))
         for metric in metrics:
             row = [scenario, metric, "lower" if lower_is_better(metric) else "higher"]
             row += [number(table.get(app, {}).get(metric)) for app in apps]
-            row += [number(ratio(table, metric, other)) for other in (REFERENCE, FLOOR)]
+            row += [number(ratio(table, metric, other)) for other in others]
             rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print()
