@@ -59,8 +59,8 @@ test: install system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check starlette_ws tests comparison scripts
-	$(BIN)/ruff format --check starlette_ws tests comparison scripts
+	$(BIN)/ruff check starlette_ws harness tests comparison scripts
+	$(BIN)/ruff format --check starlette_ws harness tests comparison scripts
 	$(BIN)/mypy --strict starlette_ws
 
 format: install

@@ -14,8 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness.servers import UvicornServer  # noqa: E402
 from tests.browser import chromium, ui  # noqa: E402
-from tests.uvicorn_server import UvicornServer  # noqa: E402
 
 
 def main() -> int:

@@ -18,8 +18,8 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from harness.servers import UvicornServer
 from tests.scenarios import Case
-from tests.uvicorn_server import UvicornServer
 
 ERROR_MARKERS = ("Traceback", "ERROR", "Exception in ASGI application")
 QUIET = 0.05  # how long "nothing more arrives" is watched for, on loopback

@@ -5,10 +5,10 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
+from harness.servers import UvicornServer
 from starlette_ws.app import create_app
 from starlette_ws.settings import Settings
 from tests.services import PostgresServer, RedisServer, start_postgres, start_redis
-from tests.uvicorn_server import UvicornServer
 
 
 @pytest.fixture

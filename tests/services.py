@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.uvicorn_server import free_port
+from harness.servers import free_port
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0

@@ -25,9 +25,9 @@ import pytest
 from starlette.testclient import TestClient
 from websockets.sync.client import connect
 
+from harness.servers import ROOT, free_port, wait_for_port
 from starlette_ws.app import create_app
 from starlette_ws.settings import Settings
-from tests.uvicorn_server import ROOT, free_port, wait_for_port
 
 PAGES = {
     "/": "<h1>starlette-ws</h1>",

@@ -12,10 +12,10 @@ import pytest
 import redis
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
+from harness.servers import free_port
 from starlette_ws.app import create_app
 from starlette_ws.settings import Settings
 from tests.services import RedisServer
-from tests.uvicorn_server import free_port
 
 app = create_app(Settings())
 client = TestClient(app)

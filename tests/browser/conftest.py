@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from harness.servers import UvicornServer
 from tests.browser import chromium
-from tests.uvicorn_server import UvicornServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page

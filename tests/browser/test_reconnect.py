@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from harness.servers import UvicornServer
 from tests.browser import ui
-from tests.uvicorn_server import UvicornServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

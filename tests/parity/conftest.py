@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import pytest
 
-from tests.uvicorn_server import UvicornServer
+from harness.servers import UvicornServer
 
 OURS = "starlette_ws.app:app"
 REFERENCE = "comparison.fastapi_app:app"

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection
 
+from harness.servers import UvicornServer
 from starlette_ws import params
 from tests.clients import Transcript, read_replies, ws_connect
-from tests.uvicorn_server import UvicornServer
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or 0)
 FUZZING = FUZZ_EXAMPLES > 0

@@ -15,9 +15,9 @@ import itertools
 
 import pytest
 
+from harness.servers import UvicornServer
 from tests.clients import Transcript, drain, play, read_replies, ws_connect
 from tests.scenarios import ALL, Case
-from tests.uvicorn_server import UvicornServer
 
 _ids = itertools.count(5000)
 

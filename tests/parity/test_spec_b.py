@@ -22,6 +22,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from harness.servers import UvicornServer
 from tests.clients import (
     Producer,
     Reader,
@@ -35,7 +36,6 @@ from tests.clients import (
 from tests.parity.conftest import OURS, REFERENCE, StartServer
 from tests.rawws import StalledClient
 from tests.scenarios import ALL, Case
-from tests.uvicorn_server import UvicornServer
 
 _ids = itertools.count(7000)
 REFUSED = [case for case in ALL if case.refused and case.refused_loc is not None]

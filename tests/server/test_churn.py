@@ -10,7 +10,7 @@ import urllib.request
 import psutil
 from websockets.asyncio.client import connect
 
-from tests.uvicorn_server import UvicornServer
+from harness.servers import UvicornServer
 
 CYCLES = 5000
 WARM_UP = 2000  # the allocator settles first; after it growth is noise, not a per-connection leak

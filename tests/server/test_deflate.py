@@ -19,7 +19,7 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
-from tests.uvicorn_server import ROOT, free_port, wait_for_port
+from harness.servers import ROOT, free_port, wait_for_port
 
 BIN = Path(sys.executable).parent
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from harness.servers import UvicornServer
 from tests.clients import read_to_close, ws_connect
-from tests.uvicorn_server import UvicornServer
 
 LIMIT = 64 * 1024
 

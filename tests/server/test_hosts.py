@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.uvicorn_server import UvicornServer
+from harness.servers import UvicornServer
 
 SOCKETS = ["/ws", "/items/foo/ws?token=x", "/ws/4242"]
 PAGES = ["/", "/echo", "/items", "/chat", "/health"]

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from harness.servers import ROOT, UvicornServer
 from tests.clients import log_has, read_to_close, ws_connect
 from tests.services import RedisServer
-from tests.uvicorn_server import ROOT, UvicornServer
 
 # time, level, logger: `2026-11-23 11:28:25,142 INFO     uvicorn.error: ...`
 READABLE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) +[\w.]+: \S")

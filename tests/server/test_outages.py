@@ -20,12 +20,12 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
+from harness.servers import UvicornServer
 from tests.backends.support import paused
 from tests.clients import ws_connect
 from tests.proxy import Proxy
 from tests.server.test_scale_out import health, terminate_listeners, two_processes, wait_for_subscribers
 from tests.services import PostgresServer, RedisServer
-from tests.uvicorn_server import UvicornServer
 
 HOLD_BOUND = 1.0  # asserted: contract B21 says 0.5 s; the margin absorbs a loaded test machine
 BACK_WITHIN = 2.0  # contract B21: first delivery this long after the engine is back

@@ -14,9 +14,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.sync.client import ClientConnection
 
+from harness.servers import UvicornServer
 from tests.clients import read_to_close, ws_connect
 from tests.services import PostgresServer, RedisServer
-from tests.uvicorn_server import UvicornServer
 
 
 @contextlib.contextmanager

@@ -8,9 +8,9 @@ import threading
 import time
 import urllib.request
 
+from harness.servers import UvicornServer
 from tests.clients import ws_connect
 from tests.rawws import StalledClient
-from tests.uvicorn_server import UvicornServer
 
 MESSAGE = "x" * 60_000
 COUNT = 150  # 9 MB: past the loopback buffers (4 MB send side) and the 1 MiB outbox

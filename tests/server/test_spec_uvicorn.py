@@ -11,9 +11,9 @@ import urllib.request
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from harness.servers import UvicornServer
 from tests.clients import play, ws_connect
 from tests.scenarios import ALL, Case
-from tests.uvicorn_server import UvicornServer
 
 ERROR_MARKERS = ("Traceback", "ERROR", "Exception in ASGI application")
 
