@@ -64,8 +64,8 @@ lint: install
 	$(BIN)/mypy --strict starlette_ws
 
 format: install
-	$(BIN)/ruff format starlette_ws tests comparison
-	$(BIN)/ruff check --fix starlette_ws tests comparison
+	$(BIN)/ruff format starlette_ws harness tests comparison scripts
+	$(BIN)/ruff check --fix starlette_ws harness tests comparison scripts
 
 # Benchmarks (figures and ratios against the FastAPI twin and a bare ASGI app; not tests).
 bench: install system-deps
