@@ -11,14 +11,13 @@ import anyio
 import pytest
 from prometheus_client import REGISTRY
 from starlette.routing import WebSocketRoute
+from starlette.types import Message
 from starlette.websockets import WebSocket
 
 from starlette_ws import metrics
 from starlette_ws.app import create_app
 from starlette_ws.endpoint import TextEndpoint
 from starlette_ws.settings import Settings
-
-Message = dict[str, Any]
 
 
 class ProbeEndpoint(TextEndpoint):

@@ -111,7 +111,7 @@ async def test_an_accepted_connection_keeps_neither_handshake_request_nor_respon
         protocol.data_received(HANDSHAKE)
         await transport.wrote.wait()  # uvicorn answers the handshake in one write
         assert transport.written.startswith(b"HTTP/1.1 101")
-        assert protocol.request is None and protocol.response is None  # type: ignore[comparison-overlap]
+        assert protocol.request is None and protocol.response is None
         assert isinstance(protocol.queue, Inbox)
         protocol.data_received(HELLO)
         assert await received.get() == {"type": "websocket.receive", "text": "hello"}
