@@ -11,6 +11,12 @@ from starlette_ws.settings import Settings
 from tests.services import PostgresServer, RedisServer, start_postgres, start_redis
 
 
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests (`@pytest.mark.anyio`) run on asyncio, the loop uvicorn serves the app on."""
+    return "asyncio"
+
+
 @pytest.fixture
 def settings() -> Settings:
     return Settings()

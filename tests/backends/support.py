@@ -1,4 +1,4 @@
-"""Helpers for driving a backend from sync tests: `run` and a listener task."""
+"""Helpers for driving a backend from async tests: a listener task and what waits on it."""
 
 from __future__ import annotations
 
@@ -7,25 +7,12 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import pytest
 
 from starlette_ws.backends import Backend, Event, backend_for_url
 from tests.services import RedisServer
-
-T = TypeVar("T")
-
-
-def run(main: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
-    """asyncio.run with a deadline, so a broken backend fails the test instead of hanging it."""
-
-    async def bounded() -> T:
-        async with asyncio.timeout(timeout):
-            return await main
-
-    return asyncio.run(bounded())
 
 
 class Listener:

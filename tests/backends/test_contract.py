@@ -7,10 +7,11 @@ import logging
 import time
 from dataclasses import dataclass
 
+import anyio
 import pytest
 
 from starlette_ws.backends import BackendError, Event
-from tests.backends.support import Listener, connected, nothing_within, publish_until_heard, run
+from tests.backends.support import Listener, connected, nothing_within, publish_until_heard
 from tests.services import PostgresServer, RedisServer, free_port
 
 
@@ -47,8 +48,9 @@ def engine(request: pytest.FixtureRequest) -> Engine:
     )
 
 
-def test_round_trip_between_two_processes(engine: Engine) -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_round_trip_between_two_processes(engine: Engine) -> None:
+    with anyio.fail_after(10):
         one, two = await connected(engine.url), await connected(engine.url)
         await one.subscribe("chat")
         await two.subscribe("chat")
@@ -66,11 +68,10 @@ def test_round_trip_between_two_processes(engine: Engine) -> None:
             await one.disconnect()
             await two.disconnect()
 
-    run(main())
 
-
-def test_unsubscribe_stops_delivery(engine: Engine) -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_unsubscribe_stops_delivery(engine: Engine) -> None:
+    with anyio.fail_after(10):
         sub, pub = await connected(engine.url), await connected(engine.url)
         await sub.subscribe("a")
         await sub.subscribe("b")
@@ -89,11 +90,10 @@ def test_unsubscribe_stops_delivery(engine: Engine) -> None:
             await sub.disconnect()
             await pub.disconnect()
 
-    run(main())
 
-
-def test_cancelling_next_published_loses_nothing(engine: Engine) -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_cancelling_next_published_loses_nothing(engine: Engine) -> None:
+    with anyio.fail_after(10):
         sub, pub = await connected(engine.url), await connected(engine.url)
         await sub.subscribe("c")
         try:
@@ -110,11 +110,10 @@ def test_cancelling_next_published_loses_nothing(engine: Engine) -> None:
             await sub.disconnect()
             await pub.disconnect()
 
-    run(main())
 
-
-def test_disconnect_ends_a_pending_next_published(engine: Engine) -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_disconnect_ends_a_pending_next_published(engine: Engine) -> None:
+    with anyio.fail_after(10):
         backend = await connected(engine.url)
         await backend.subscribe("x")
         pending = asyncio.create_task(backend.next_published())
@@ -125,29 +124,26 @@ def test_disconnect_ends_a_pending_next_published(engine: Engine) -> None:
         with pytest.raises(BackendError):
             await backend.publish("x", "after disconnect")
 
-    run(main())
 
-
-def test_connect_without_a_server_fails_fast(engine: Engine) -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_connect_without_a_server_fails_fast(engine: Engine) -> None:
+    with anyio.fail_after(10):
         started = time.monotonic()
         with pytest.raises(BackendError, match="unreachable"):
             await connected(engine.unreachable_url)
         assert time.monotonic() - started < 1
 
-    run(main())
-
 
 @pytest.mark.parametrize("outage", [pytest.param(1.0, id="1s"), pytest.param(12.0, id="12s", marks=pytest.mark.slow)])
-def test_recovers_after_a_restart(engine: Engine, outage: float, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.anyio
+async def test_recovers_after_a_restart(engine: Engine, outage: float, caplog: pytest.LogCaptureFixture) -> None:
     """The server is killed, stays away for `outage` seconds, and comes back on the same port.
 
     The same backend objects deliver again; a publish meanwhile fails fast with BackendError;
     channel changes made during the outage apply on reconnect; the outage is logged once.
     """
     caplog.set_level(logging.INFO, logger=engine.logger)
-
-    async def main() -> float:
+    with anyio.fail_after(outage + 20):
         sub, pub = await connected(engine.url), await connected(engine.url)
         await sub.subscribe("chat")
         await sub.subscribe("gone")
@@ -173,13 +169,11 @@ def test_recovers_after_a_restart(engine: Engine, outage: float, caplog: pytest.
             await pub.publish("gone", "not any more")
             await pub.publish("late", "subscribed during the outage")
             assert (await listener.get()).message == "subscribed during the outage"
-            return recovery
         finally:
             await listener.stop()
             await sub.disconnect()
             await pub.disconnect()
 
-    recovery = run(main(), timeout=outage + 20)
     print(f"delivery resumed {recovery:.2f} s after {engine.logger} restarted (outage {outage:.0f} s)")
     assert recovery < 3.0
     records = [r for r in caplog.records if r.name == engine.logger]
@@ -188,8 +182,9 @@ def test_recovers_after_a_restart(engine: Engine, outage: float, caplog: pytest.
     assert sum("is back after" in r.getMessage() for r in records if r.levelno == logging.INFO) == 1
 
 
-def test_disconnect_during_an_outage_ends_next_published_at_once(engine: Engine) -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_disconnect_during_an_outage_ends_next_published_at_once(engine: Engine) -> None:
+    with anyio.fail_after(10):
         backend = await connected(engine.url)
         await backend.subscribe("x")
         pending = asyncio.create_task(backend.next_published())
@@ -200,5 +195,3 @@ def test_disconnect_during_an_outage_ends_next_published_at_once(engine: Engine)
         with pytest.raises(BackendError, match="disconnected"):
             await pending
         assert time.monotonic() - started < 0.2
-
-    run(main())

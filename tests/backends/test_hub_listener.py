@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any, cast
 
+import anyio
 import pytest
 from starlette.websockets import WebSocket
 
@@ -13,7 +14,6 @@ from starlette_ws import hub as hub_module
 from starlette_ws.backends import Event
 from starlette_ws.backends.memory import MemoryBackend
 from starlette_ws.hub import Hub
-from tests.backends.support import run
 
 
 class FaultyBackend(MemoryBackend):
@@ -46,12 +46,12 @@ class Client:
         pass
 
 
-def test_listener_outlives_an_unexpected_error_and_says_so(
+@pytest.mark.anyio
+async def test_listener_outlives_an_unexpected_error_and_says_so(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(hub_module, "RELISTEN", 0.05)
-
-    async def main() -> None:
+    with anyio.fail_after(10):
         hub = Hub(FaultyBackend(), 1 << 20)
         await hub.start()
         stay, leave = Client(), Client()
@@ -68,7 +68,6 @@ def test_listener_outlives_an_unexpected_error_and_says_so(
         finally:
             await hub.stop()
 
-    run(main())
     errors = [r for r in caplog.records if r.name == "starlette_ws.hub" and r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == [
         "Broadcast listener failed; listening again in 0.05 s",

@@ -6,12 +6,13 @@ import os
 import signal
 import time
 
+import anyio
 import asyncpg
 import pytest
 
 from starlette_ws.backends import MessageTooLarge, PublishUncertain, backend_for_url
 from starlette_ws.backends.postgres import MAX_PAYLOAD, PostgresBackend
-from tests.backends.support import Listener, connected, publish_until_heard, run
+from tests.backends.support import Listener, connected, publish_until_heard
 from tests.proxy import Proxy
 from tests.services import PostgresServer
 
@@ -19,12 +20,12 @@ LOGGER = "starlette_ws.backends.postgres"
 
 
 @pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
-def test_both_url_schemes(postgres_url: str, scheme: str) -> None:
+@pytest.mark.anyio
+async def test_both_url_schemes(postgres_url: str, scheme: str) -> None:
     url = scheme + postgres_url[postgres_url.index(":") :]
     backend = backend_for_url(url)
     assert isinstance(backend, PostgresBackend)
-
-    async def main() -> None:
+    with anyio.fail_after(10):
         await backend.connect()
         await backend.subscribe("s")
         listener = Listener(backend)
@@ -35,15 +36,14 @@ def test_both_url_schemes(postgres_url: str, scheme: str) -> None:
             await listener.stop()
             await backend.disconnect()
 
-    run(main())
-
 
 @pytest.mark.parametrize(
     "channel",
     ['a"b; DROP TABLE x; --', "Mixed Case", "chat room", "café-漢字", "x" * 63, "'quoted'"],
 )
-def test_channel_names_are_quoted(postgres_url: str, channel: str) -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_channel_names_are_quoted(postgres_url: str, channel: str) -> None:
+    with anyio.fail_after(10):
         sub, pub = await connected(postgres_url), await connected(postgres_url)
         await sub.subscribe(channel)
         await sub.subscribe("other")
@@ -58,25 +58,22 @@ def test_channel_names_are_quoted(postgres_url: str, channel: str) -> None:
             await sub.disconnect()
             await pub.disconnect()
 
-    run(main())
-
 
 @pytest.mark.parametrize("channel", ["", "x" * 64, "é" * 32, "nul\x00"])
-def test_invalid_channel_names_are_refused(channel: str) -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_invalid_channel_names_are_refused(channel: str) -> None:
+    with anyio.fail_after(10):
         backend = PostgresBackend("postgresql://127.0.0.1:1/none")
         with pytest.raises(ValueError, match="channel names"):
             await backend.subscribe(channel)
         with pytest.raises(ValueError, match="channel names"):
             await backend.publish(channel, "m")
 
-    run(main())
 
-
-def test_non_ascii_messages_round_trip(postgres_url: str) -> None:
+@pytest.mark.anyio
+async def test_non_ascii_messages_round_trip(postgres_url: str) -> None:
     messages = ["héllo", "漢字かな", "emoji 🎉👍", "mixed ✓ \u202e rtl", "quotes ' \" \\ $1 %s", "line\nbreak\ttab"]
-
-    async def main() -> None:
+    with anyio.fail_after(10):
         sub, pub = await connected(postgres_url), await connected(postgres_url)
         await sub.subscribe("intl")
         listener = Listener(sub)
@@ -89,11 +86,10 @@ def test_non_ascii_messages_round_trip(postgres_url: str) -> None:
             await sub.disconnect()
             await pub.disconnect()
 
-    run(main())
 
-
-def test_payload_limit(postgres_url: str) -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_payload_limit(postgres_url: str) -> None:
+    with anyio.fail_after(10):
         sub, pub = await connected(postgres_url), await connected(postgres_url)
         await sub.subscribe("big")
         listener = Listener(sub)
@@ -111,16 +107,13 @@ def test_payload_limit(postgres_url: str) -> None:
             await sub.disconnect()
             await pub.disconnect()
 
-    run(main())
 
-
-def test_too_large_is_refused_before_touching_the_server() -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_too_large_is_refused_before_touching_the_server() -> None:
+    with anyio.fail_after(10):
         backend = PostgresBackend("postgresql://127.0.0.1:1/never-connected")
         with pytest.raises(MessageTooLarge):
             await backend.publish("chat", "x" * 8000)
-
-    run(main())
 
 
 async def listening_pids(admin: asyncpg.Connection) -> list[int]:
@@ -129,10 +122,10 @@ async def listening_pids(admin: asyncpg.Connection) -> list[int]:
     return [row["pid"] for row in await admin.fetch(query)]
 
 
-def test_listen_connection_terminated_recovers(postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.anyio
+async def test_listen_connection_terminated_recovers(postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-
-    async def main() -> float:
+    with anyio.fail_after(10):
         sub, pub = await connected(postgres_url), await connected(postgres_url)
         await sub.subscribe("chat")
         await sub.subscribe("room")
@@ -150,14 +143,12 @@ def test_listen_connection_terminated_recovers(postgres_url: str, caplog: pytest
             recovery = time.monotonic() - killed
             await pub.publish("room", "second channel too")
             assert (await listener.get()).message == "second channel too"
-            return recovery
         finally:
             await admin.close()
             await listener.stop()
             await sub.disconnect()
             await pub.disconnect()
 
-    recovery = run(main())
     print(f"delivery resumed {recovery:.2f} s after pg_terminate_backend")
     assert recovery < 1.0
     warnings = [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
@@ -165,11 +156,11 @@ def test_listen_connection_terminated_recovers(postgres_url: str, caplog: pytest
     assert any("is back after" in r.getMessage() for r in caplog.records if r.name == LOGGER)
 
 
-def test_silent_listen_connection_is_replaced(postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.anyio
+async def test_silent_listen_connection_is_replaced(postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
     """A LISTEN connection whose server process hangs (SIGSTOP) fails its health check."""
     caplog.set_level(logging.INFO, logger=LOGGER)
-
-    async def main() -> None:
+    with anyio.fail_after(10):
         sub = PostgresBackend(postgres_url, timeout=0.5, health_check=0.3)
         await sub.connect()
         pub = await connected(postgres_url)
@@ -194,13 +185,13 @@ def test_silent_listen_connection_is_replaced(postgres_url: str, caplog: pytest.
             await sub.disconnect()
             await pub.disconnect()
 
-    run(main())
     warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "Lost the LISTEN connection" in warnings[0], warnings
 
 
 @pytest.mark.parametrize("in_the_window", ["health check", "unsubscribe", "subscribe"])
-def test_dying_connection_window_is_an_outage(
+@pytest.mark.anyio
+async def test_dying_connection_window_is_an_outage(
     postgres_server: PostgresServer, postgres_url: str, in_the_window: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Between PostgreSQL's FATAL message and the socket close, asyncpg refuses every operation
@@ -208,8 +199,7 @@ def test_dying_connection_window_is_an_outage(
     check, UNLISTEN or LISTEN lands in that window: the backend must take it as a lost
     connection (logged once, replaced), never raise it to the hub."""
     caplog.set_level(logging.INFO, logger=LOGGER)
-
-    async def main(proxy: Proxy) -> None:
+    with Proxy(postgres_server.port, hold_close=2.0) as proxy, anyio.fail_after(10):
         proxied = postgres_url.replace(f":{postgres_server.port}/", f":{proxy.port}/")
         sub = PostgresBackend(proxied, health_check=0.3 if in_the_window == "health check" else 60)
         await sub.connect()
@@ -246,19 +236,17 @@ def test_dying_connection_window_is_an_outage(
             await listener.stop()
             await sub.disconnect()
             await pub.disconnect()
-
-    with Proxy(postgres_server.port, hold_close=2.0) as proxy:
-        run(main(proxy))
         assert proxy.closes_held >= 1
+
     warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "Lost the LISTEN connection" in warnings[0], warnings
 
 
-def test_a_notify_without_an_answer_is_uncertain(postgres_url: str) -> None:
+@pytest.mark.anyio
+async def test_a_notify_without_an_answer_is_uncertain(postgres_url: str) -> None:
     """The NOTIFY connection's server process hangs (SIGSTOP): pg_notify() went out, no answer
     came back, so the publish may still happen; the backend says so, within its timeout."""
-
-    async def main() -> None:
+    with anyio.fail_after(10):
         pub = PostgresBackend(postgres_url, timeout=0.5, pool_size=1)
         await pub.connect()
         admin = await asyncpg.connect(postgres_url)
@@ -282,5 +270,3 @@ def test_a_notify_without_an_answer_is_uncertain(postgres_url: str) -> None:
                 os.kill(pid, signal.SIGCONT)
             await admin.close()
             await pub.disconnect()
-
-    run(main())

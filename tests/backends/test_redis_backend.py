@@ -3,11 +3,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import anyio
 import pytest
 
 from starlette_ws.backends import BackendError, PublishUncertain, backend_for_url
 from starlette_ws.backends.redis import RedisBackend
-from tests.backends.support import Listener, connected, nothing_within, paused, run
+from tests.backends.support import Listener, connected, nothing_within, paused
 from tests.services import RedisServer
 
 LOGGER = "starlette_ws.backends.redis"
@@ -17,10 +18,10 @@ def test_chosen_by_url_scheme() -> None:
     assert isinstance(backend_for_url("redis://127.0.0.1:6379/0"), RedisBackend)
 
 
-def test_subscribed_once_subscribe_returns(redis_url: str) -> None:
+@pytest.mark.anyio
+async def test_subscribed_once_subscribe_returns(redis_url: str) -> None:
     """The subscription is confirmed by the server before subscribe() returns."""
-
-    async def main() -> None:
+    with anyio.fail_after(10):
         sub, pub = await connected(redis_url), await connected(redis_url)
         listener = Listener(sub)
         try:
@@ -33,11 +34,10 @@ def test_subscribed_once_subscribe_returns(redis_url: str) -> None:
             await sub.disconnect()
             await pub.disconnect()
 
-    run(main())
 
-
-def test_subscribe_before_anyone_listens(redis_url: str) -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_subscribe_before_anyone_listens(redis_url: str) -> None:
+    with anyio.fail_after(10):
         sub, pub = await connected(redis_url), await connected(redis_url)
         await sub.subscribe("early")
         await asyncio.sleep(0.1)
@@ -50,11 +50,10 @@ def test_subscribe_before_anyone_listens(redis_url: str) -> None:
             await sub.disconnect()
             await pub.disconnect()
 
-    run(main())
 
-
-def test_cancel_during_an_outage_then_recover(redis_server: RedisServer, redis_url: str) -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_cancel_during_an_outage_then_recover(redis_server: RedisServer, redis_url: str) -> None:
+    with anyio.fail_after(10):
         sub, pub = await connected(redis_url), await connected(redis_url)
         await sub.subscribe("chat")
         try:
@@ -77,14 +76,14 @@ def test_cancel_during_an_outage_then_recover(redis_server: RedisServer, redis_u
             await sub.disconnect()
             await pub.disconnect()
 
-    run(main())
 
-
-def test_a_publish_past_its_timeout_is_uncertain_and_never_repeated(redis_server: RedisServer, redis_url: str) -> None:
+@pytest.mark.anyio
+async def test_a_publish_past_its_timeout_is_uncertain_and_never_repeated(
+    redis_server: RedisServer, redis_url: str
+) -> None:
     """Redis paused (SIGSTOP): the PUBLISH is written, no answer comes. The backend says the
     outcome is unknown, and does not send it again: once Redis runs, it is delivered once."""
-
-    async def main() -> None:
+    with anyio.fail_after(10):
         sub, pub = await connected(redis_url), RedisBackend(redis_url, timeout=0.5)
         await pub.connect()
         await sub.subscribe("chat")
@@ -105,11 +104,10 @@ def test_a_publish_past_its_timeout_is_uncertain_and_never_repeated(redis_server
             await sub.disconnect()
             await pub.disconnect()
 
-    run(main())
 
-
-def test_a_publish_to_a_stopped_server_is_not_sent(redis_server: RedisServer, redis_url: str) -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_a_publish_to_a_stopped_server_is_not_sent(redis_server: RedisServer, redis_url: str) -> None:
+    with anyio.fail_after(10):
         pub = await connected(redis_url)
         try:
             await pub.publish("chat", "warm the pool")
@@ -121,5 +119,3 @@ def test_a_publish_to_a_stopped_server_is_not_sent(redis_server: RedisServer, re
         finally:
             await pub.disconnect()
             redis_server.start()
-
-    run(main())

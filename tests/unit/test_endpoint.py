@@ -3,22 +3,21 @@ recording send: no server, so every message the app sends is seen exactly as the
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+import anyio
 import pytest
 from prometheus_client import REGISTRY
 from starlette.routing import WebSocketRoute
+from starlette.types import Message
 from starlette.websockets import WebSocket
 
 from starlette_ws import metrics
 from starlette_ws.app import create_app
 from starlette_ws.endpoint import TextEndpoint
 from starlette_ws.settings import Settings
-
-Message = dict[str, Any]
 
 
 class ProbeEndpoint(TextEndpoint):
@@ -56,7 +55,7 @@ def disconnect(code: int = 1000) -> Message:
     return {"type": "websocket.disconnect", "code": code}
 
 
-def run(incoming: Iterable[Message], fail_sends: bool = False) -> list[Message]:
+async def play(incoming: Iterable[Message], fail_sends: bool = False) -> list[Message]:
     """Play `incoming` after the handshake; what the app sent, in order."""
     ProbeEndpoint.handled, ProbeEndpoint.ended = [], []
     messages = iter([{"type": "websocket.connect"}, *incoming])
@@ -71,7 +70,8 @@ def run(incoming: Iterable[Message], fail_sends: bool = False) -> list[Message]:
         sent.append(message)
 
     scope = {"type": "websocket", "path": "/probe", "headers": [(b"host", b"testserver")], "query_string": b""}
-    asyncio.run(app(scope, receive, send))
+    with anyio.fail_after(5):
+        await app(scope, receive, send)
     assert sent[0]["type"] == "websocket.accept"
     return sent[1:]
 
@@ -91,9 +91,10 @@ def closes_change(before: dict[str, float], after: dict[str, float]) -> dict[str
     return {code: after[code] - before[code] for code in after if after[code] != before[code]}
 
 
-def test_text_is_echoed_and_counted_both_ways() -> None:
+@pytest.mark.anyio
+async def test_text_is_echoed_and_counted_both_ways() -> None:
     received, sent, closes = counts()
-    out = run([text("a"), text("b"), disconnect(1000)])
+    out = await play([text("a"), text("b"), disconnect(1000)])
     assert out == [{"type": "websocket.send", "text": "echo: a"}, {"type": "websocket.send", "text": "echo: b"}]
     after_received, after_sent, after_closes = counts()
     assert (after_received - received, after_sent - sent) == (2, 2)
@@ -101,46 +102,51 @@ def test_text_is_echoed_and_counted_both_ways() -> None:
     assert ProbeEndpoint.ended == [1000]
 
 
-def test_binary_closes_with_1003_and_what_follows_is_not_handled() -> None:
+@pytest.mark.anyio
+async def test_binary_closes_with_1003_and_what_follows_is_not_handled() -> None:
     _, _, closes = counts()
-    out = run([{"type": "websocket.receive", "bytes": b"\x00"}, text("late"), disconnect(1000)])
+    out = await play([{"type": "websocket.receive", "bytes": b"\x00"}, text("late"), disconnect(1000)])
     assert out == [{"type": "websocket.close", "code": 1003, "reason": "Text frames only"}]
     assert ProbeEndpoint.handled == []
     assert closes_change(closes, counts()[2]) == {"1003": 1}
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("data", ["x" * 101, "é" * 51])  # 101 bytes either way; 51 characters are under 100
-def test_a_text_over_the_size_limit_closes_with_1009(data: str) -> None:
+async def test_a_text_over_the_size_limit_closes_with_1009(data: str) -> None:
     _, _, closes = counts()
-    out = run([text("x" * 100), text(data), text("late"), disconnect(1000)])
+    out = await play([text("x" * 100), text(data), text("late"), disconnect(1000)])
     assert out[0] == {"type": "websocket.send", "text": "echo: " + "x" * 100}
     assert out[1:] == [{"type": "websocket.close", "code": 1009, "reason": "Message over 100 bytes"}]
     assert ProbeEndpoint.handled == ["x" * 100]
     assert closes_change(closes, counts()[2]) == {"1009": 1}
 
 
-def test_a_handler_error_closes_with_1011_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.anyio
+async def test_a_handler_error_closes_with_1011_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     _, _, closes = counts()
     with caplog.at_level(logging.ERROR, logger="starlette_ws"):
-        out = run([text("boom"), text("late"), disconnect(1000)])
+        out = await play([text("boom"), text("late"), disconnect(1000)])
     assert out == [{"type": "websocket.close", "code": 1011, "reason": "Internal error"}]
     assert [record.getMessage() for record in caplog.records] == ["Error in ProbeEndpoint for /probe"]
     assert ProbeEndpoint.handled == ["boom"]
     assert closes_change(closes, counts()[2]) == {"1011": 1}
 
 
-def test_a_client_leaving_mid_stream_ends_the_loop_with_its_code() -> None:
+@pytest.mark.anyio
+async def test_a_client_leaving_mid_stream_ends_the_loop_with_its_code() -> None:
     received, _, closes = counts()
-    out = run([text("a"), disconnect(1001), text("never read")])
+    out = await play([text("a"), disconnect(1001), text("never read")])
     assert out == [{"type": "websocket.send", "text": "echo: a"}]
     assert counts()[0] - received == 1
     assert closes_change(closes, counts()[2]) == {"1001": 1}
     assert ProbeEndpoint.ended == [1001]
 
 
-def test_after_our_close_nothing_more_is_handled_but_it_is_counted() -> None:
+@pytest.mark.anyio
+async def test_after_our_close_nothing_more_is_handled_but_it_is_counted() -> None:
     received, sent, closes = counts()
-    out = run([text("bye"), text("one"), text("two"), disconnect(4000)])
+    out = await play([text("bye"), text("one"), text("two"), disconnect(4000)])
     assert out == [{"type": "websocket.close", "code": 4000, "reason": "bye"}]
     assert ProbeEndpoint.handled == ["bye"]
     after_received, after_sent, after_closes = counts()
@@ -148,10 +154,11 @@ def test_after_our_close_nothing_more_is_handled_but_it_is_counted() -> None:
     assert closes_change(closes, after_closes) == {"other": 1}
 
 
-def test_a_send_on_a_dropped_transport_ends_with_1006_quietly(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.anyio
+async def test_a_send_on_a_dropped_transport_ends_with_1006_quietly(caplog: pytest.LogCaptureFixture) -> None:
     _, sent, closes = counts()
     with caplog.at_level(logging.ERROR, logger="starlette_ws"):
-        out = run([text("a"), text("b"), disconnect(1006)], fail_sends=True)
+        out = await play([text("a"), text("b"), disconnect(1006)], fail_sends=True)
     assert out == []  # no close frame for a client that is gone
     assert caplog.records == []
     assert ProbeEndpoint.handled == ["a"]
@@ -159,9 +166,10 @@ def test_a_send_on_a_dropped_transport_ends_with_1006_quietly(caplog: pytest.Log
     assert closes_change(closes, counts()[2]) == {"1006": 1}
 
 
-def test_a_close_after_ours_sends_nothing_and_our_first_code_is_what_counts() -> None:
+@pytest.mark.anyio
+async def test_a_close_after_ours_sends_nothing_and_our_first_code_is_what_counts() -> None:
     _, _, closes = counts()
-    out = run([text("bye, then boom"), text("late"), disconnect(4000)])
+    out = await play([text("bye, then boom"), text("late"), disconnect(4000)])
     assert out == [{"type": "websocket.close", "code": 4000, "reason": "bye"}]  # no 1011 frame after it
     assert ProbeEndpoint.handled == ["bye, then boom"]
     assert closes_change(closes, counts()[2]) == {"other": 1}  # our 4000, not the 1011 that followed

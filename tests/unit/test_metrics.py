@@ -238,11 +238,6 @@ def test_a_clients_own_close_codes_share_one_label(client: TestClient) -> None:
     ]  # fmt: skip
 
 
-def test_settings_read_metrics_from_the_environment() -> None:
-    assert Settings.from_environ({}).metrics is True
-    assert Settings.from_environ({"METRICS": "false"}).metrics is False
-
-
 def test_dead_workers_are_found_by_their_live_gauge_files() -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

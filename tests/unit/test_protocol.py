@@ -4,9 +4,9 @@ uvicorn's `asyncio.Queue`, and a handshake that leaves no request or response be
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
@@ -21,16 +21,9 @@ HANDSHAKE = (
 HELLO = bytes([0x81, 0x85, 0, 0, 0, 0]) + b"hello"  # a masked text frame (zero key)
 
 
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    async def bounded() -> None:
-        async with asyncio.timeout(5):
-            await test()
-
-    asyncio.run(bounded())
-
-
-def test_inbox_hands_out_messages_in_order_and_wakes_a_waiting_reader() -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_inbox_hands_out_messages_in_order_and_wakes_a_waiting_reader() -> None:
+    with anyio.fail_after(5):
         inbox = Inbox()
         assert inbox.empty()
         reader = asyncio.create_task(inbox.get())
@@ -43,11 +36,10 @@ def test_inbox_hands_out_messages_in_order_and_wakes_a_waiting_reader() -> None:
         assert await inbox.get() == {"type": "websocket.receive", "text": "a"}
         assert inbox.empty()
 
-    run(main)
 
-
-def test_inbox_reader_cancelled_while_waiting_leaves_it_usable() -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_inbox_reader_cancelled_while_waiting_leaves_it_usable() -> None:
+    with anyio.fail_after(5):
         inbox = Inbox()
         reader = asyncio.create_task(inbox.get())
         await asyncio.sleep(0)
@@ -57,11 +49,10 @@ def test_inbox_reader_cancelled_while_waiting_leaves_it_usable() -> None:
         inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
         assert await inbox.get() == {"type": "websocket.disconnect", "code": 1000}
 
-    run(main)
 
-
-def test_inbox_refuses_a_second_reader_while_one_waits() -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_inbox_refuses_a_second_reader_while_one_waits() -> None:
+    with anyio.fail_after(5):
         inbox = Inbox()
         first = asyncio.create_task(inbox.get())
         await asyncio.sleep(0)
@@ -69,8 +60,6 @@ def test_inbox_refuses_a_second_reader_while_one_waits() -> None:
             await inbox.get()
         inbox.put_nowait({"type": "websocket.connect"})
         assert await first == {"type": "websocket.connect"}
-
-    run(main)
 
 
 class Transport(asyncio.Transport):
@@ -103,7 +92,8 @@ class Transport(asyncio.Transport):
         pass
 
 
-def test_an_accepted_connection_keeps_neither_handshake_request_nor_response() -> None:
+@pytest.mark.anyio
+async def test_an_accepted_connection_keeps_neither_handshake_request_nor_response() -> None:
     received: asyncio.Queue[Any] = asyncio.Queue()
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -112,7 +102,7 @@ def test_an_accepted_connection_keeps_neither_handshake_request_nor_response() -
         received.put_nowait(await receive())
         await send({"type": "websocket.close", "code": 1000})
 
-    async def main() -> None:
+    with anyio.fail_after(5):
         config = Config(app=app, ws=WebSocketProtocol, log_config=None)
         config.load()
         protocol = WebSocketProtocol(config, ServerState(), {})
@@ -121,13 +111,11 @@ def test_an_accepted_connection_keeps_neither_handshake_request_nor_response() -
         protocol.data_received(HANDSHAKE)
         await transport.wrote.wait()  # uvicorn answers the handshake in one write
         assert transport.written.startswith(b"HTTP/1.1 101")
-        assert protocol.request is None and protocol.response is None  # type: ignore[comparison-overlap]
+        assert protocol.request is None and protocol.response is None
         assert isinstance(protocol.queue, Inbox)
         protocol.data_received(HELLO)
         assert await received.get() == {"type": "websocket.receive", "text": "hello"}
         protocol.connection_lost(None)
-
-    run(main)
 
 
 @pytest.mark.parametrize("text", ["", "a", "é" * 62, "x" * 125, "x" * 126, "€" * 21845, "x" * 65535, "x" * 65536])
@@ -180,8 +168,9 @@ class Accepted:
         return written
 
 
-def test_a_text_message_is_written_as_one_plain_frame() -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_a_text_message_is_written_as_one_plain_frame() -> None:
+    with anyio.fail_after(5):
         accepted = Accepted(deflate=False)
         await accepted.open()
         message = {"type": "websocket.send", "text": "hello"}
@@ -190,11 +179,10 @@ def test_a_text_message_is_written_as_one_plain_frame() -> None:
         assert await accepted.send({"type": "websocket.send", "bytes": b"\x01"}) == b"\x82\x01\x01"
         accepted.protocol.connection_lost(None)
 
-    run(main)
 
-
-def test_with_deflate_negotiated_text_goes_through_websockets_compressed() -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_with_deflate_negotiated_text_goes_through_websockets_compressed() -> None:
+    with anyio.fail_after(5):
         accepted = Accepted(deflate=True)
         await accepted.open(b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
         written = await accepted.send({"type": "websocket.send", "text": "hello " * 20})
@@ -202,11 +190,10 @@ def test_with_deflate_negotiated_text_goes_through_websockets_compressed() -> No
         assert len(written) < len(text_frame("hello " * 20))
         accepted.protocol.connection_lost(None)
 
-    run(main)
 
-
-def test_while_the_transport_is_paused_a_send_waits_and_writes_nothing() -> None:
-    async def main() -> None:
+@pytest.mark.anyio
+async def test_while_the_transport_is_paused_a_send_waits_and_writes_nothing() -> None:
+    with anyio.fail_after(5):
         accepted = Accepted(deflate=False)
         await accepted.open()
         accepted.protocol.pause_writing()
@@ -217,5 +204,3 @@ def test_while_the_transport_is_paused_a_send_waits_and_writes_nothing() -> None
         await accepted.done.get()
         assert bytes(accepted.transport.written) == text_frame("later")
         accepted.protocol.connection_lost(None)
-
-    run(main)

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from starlette_ws.settings import Settings
+
+
+def test_settings_from_environment() -> None:
+    settings = Settings.from_environ(
+        {"BROADCAST_URL": "redis://127.0.0.1:1/0", "MAX_MESSAGE_BYTES": "10", "ALLOWED_ORIGINS": "https://a, https://b"}
+    )
+    assert settings.broadcast_url == "redis://127.0.0.1:1/0"
+    assert settings.max_message_bytes == 10
+    assert settings.allowed_origins == ("https://a", "https://b")
+    assert settings.allowed_hosts == ("localhost", "127.0.0.1", "[::1]", "testserver")
+    assert Settings.from_environ({}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("value", "hosts"),
+    [
+        ("127.0.0.1,localhost,127.0.0.1,[::1]", ("127.0.0.1", "localhost", "127.0.0.1", "[::1]")),  # make run's
+        (" chat.example , *.corp.example ", ("chat.example", "*.corp.example")),
+        ("*", ("*",)),
+        ("", Settings().allowed_hosts),  # empty is unset, not "refuse everything"
+    ],
+)
+def test_allowed_hosts_from_environment(value: str, hosts: tuple[str, ...]) -> None:
+    assert Settings.from_environ({"ALLOWED_HOSTS": value}).allowed_hosts == hosts
+
+
+def test_settings_read_metrics_from_the_environment() -> None:
+    assert Settings.from_environ({}).metrics is True
+    assert Settings.from_environ({"METRICS": "false"}).metrics is False
