@@ -67,13 +67,18 @@ format: install
 	$(BIN)/ruff format starlette_ws harness tests comparison scripts
 	$(BIN)/ruff check --fix starlette_ws harness tests comparison scripts
 
-# Benchmarks (figures and ratios against the FastAPI twin and a bare ASGI app; not tests).
+# Benchmarks (figures and ratios against the FastAPI twin and a bare ASGI app; not tests). Each step
+# writes its JSON to comparison/results/; comparison.measure notes the machine, the commit, the lines
+# of code, the installed packages and the behaviour contract's rows the report needs besides.
 bench: install system-deps
+	$(BIN)/python -m comparison.measure
 	$(BIN)/python -m comparison.bench $(BENCH_ARGS)
 	$(BIN)/python -m comparison.hub_bench $(HUB_BENCH_ARGS)
 	$(BIN)/python -m comparison.idle_bench $(IDLE_BENCH_ARGS)
+	$(BIN)/python -m comparison.startup_bench $(STARTUP_BENCH_ARGS)
 
-# Comparison report: benchmark, parity suite, then comparison/REPORT.md and its charts.
+# Comparison report: benchmarks, parity suite, then comparison/REPORT.md and its charts, rendered
+# from comparison/results/ alone (tests/test_report.py checks REPORT.md is what those files give).
 # The report is written even when parity fails; the target then exits with pytest's status.
 compare: bench
 	$(BIN)/python -m pytest tests/parity -q --junitxml=comparison/results/parity.xml; \

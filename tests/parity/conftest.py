@@ -21,6 +21,21 @@ REFERENCE = "comparison.fastapi_app:app"
 StartServer = Callable[..., UvicornServer]
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """The contract rows a test checks (its `contract` markers, the test's and its case's) and its
+    docstring's first paragraph, as properties of its <testcase> in the JUnit XML: the comparison
+    report's parity section is built from them."""
+    rows = [row for marker in item.iter_markers("contract") for row in marker.args]
+    item.user_properties += [("contract", row) for row in dict.fromkeys(rows)]
+    paragraph: list[str] = []
+    for line in (getattr(getattr(item, "function", None), "__doc__", None) or "").splitlines():
+        if paragraph and not line.strip():
+            break
+        paragraph.append(line)
+    if paragraph:
+        item.user_properties.append(("description", " ".join(" ".join(paragraph).split())))
+
+
 @pytest.fixture(scope="session")
 def ours() -> Iterator[UvicornServer]:
     with UvicornServer(OURS) as server:

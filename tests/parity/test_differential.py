@@ -129,6 +129,7 @@ def quirky(text: str | None) -> bool:
     return text is not None and ZEROS_QUIRK.match(text.strip(params.WHITESPACE)) is not None
 
 
+@pytest.mark.contract("A2", "A4")
 @example(item_id="foo", q="-0_1", token="t", session=None, extra=[], message="m")
 @fuzz
 @given(
@@ -149,7 +150,7 @@ def test_items_parameters(
     extra: list[tuple[str, str]],
     message: str,
 ) -> None:
-    """Contract A2 (and A4): path, q, token, cookie and extra query keys decide the same way on both."""
+    """Path, q, token, cookie and extra query keys decide the same way on both."""
     assume(not quirky(q) and not any(key == "q" and quirky(value) for key, value in extra))
     pairs = [("q", q)] if q is not None else []
     pairs += [("token", token)] if token is not None else []
@@ -159,21 +160,23 @@ def test_items_parameters(
     same(reference, ours, path, headers, message, until="Message text was: ")
 
 
+@pytest.mark.contract("A2")
 @fuzz
 @given(cookie=st.text(LATIN1, max_size=40), token=st.none() | values, message=messages)
 def test_items_cookie_headers(
     reference: UvicornServer, ours: UvicornServer, cookie: str, token: str | None, message: str
 ) -> None:
-    """Contract A2: credentials from whole generated Cookie headers (both sides use Starlette's parser)."""
+    """Credentials from whole generated Cookie headers (both sides use Starlette's parser)."""
     path = "/items/foo/ws" + (f"?token={quote(token, safe='')}" if token is not None else "")
     same(reference, ours, path, {"cookie": cookie}, message, until="Message text was: ")
 
 
+@pytest.mark.contract("A3", "A4")
 @example(client_id="0_0", message="m")
 @fuzz
 @given(client_id=integers_as_text | segments, message=messages)
 def test_chat_client_ids(reference: UvicornServer, ours: UvicornServer, client_id: str, message: str) -> None:
-    """Contract A3 (and A4): a client id is accepted and printed the same way on both, or refused."""
+    """A client id is accepted and printed the same way on both, or refused."""
     assume(not quirky(client_id))
     path = f"/ws/{quote(client_id, safe='')}"
     same(reference, ours, path, {}, message, until="Client #")
@@ -194,6 +197,7 @@ def items_pair(reference: UvicornServer, ours: UvicornServer) -> Iterator[tuple[
         yield theirs, mine
 
 
+@pytest.mark.contract("A1", "A2")
 @fuzz
 @given(message=messages)
 def test_message_texts(
@@ -201,7 +205,7 @@ def test_message_texts(
     items_pair: tuple[ClientConnection, ClientConnection],
     message: str,
 ) -> None:
-    """Contract A1 and A2: any text message comes back the same from both, byte for byte."""
+    """Any text message comes back the same from both, byte for byte."""
     for (theirs, mine), count in ((echo_pair, 1), (items_pair, 3)):
         theirs.send(message)
         mine.send(message)

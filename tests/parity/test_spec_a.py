@@ -26,9 +26,23 @@ def without_body(transcript: Transcript) -> Transcript:
     return Transcript(status=transcript.status, replies=transcript.replies, close=transcript.close)
 
 
-@pytest.mark.parametrize("case", ALL, ids=lambda case: case.id)
+def contract_group(case: Case) -> str:
+    """The contract's part A group of a scenario, by its endpoint: echo, items, chat, or (A4) a path
+    that is none of them."""
+    path = case.path.partition("?")[0]
+    if path == "/ws":
+        return "A1"
+    if path.startswith("/items/"):
+        return "A2"
+    return "A3" if path.startswith("/ws/") else "A4"
+
+
+SCENARIOS = [pytest.param(case, id=case.id, marks=pytest.mark.contract(contract_group(case))) for case in ALL]
+
+
+@pytest.mark.parametrize("case", SCENARIOS)
 def test_scenario_same_on_both(reference: UvicornServer, ours: UvicornServer, case: Case) -> None:
-    """Contract A1-A4, one scenario: the same replies in the same order, or the same 403 refusal."""
+    """One scenario: the same replies in the same order, or the same 403 refusal."""
     theirs, mine = play(reference, case), play(ours, case)
     assert without_body(mine) == without_body(theirs)
     if case.refused:
@@ -67,8 +81,9 @@ def chat_session(server: UvicornServer, ids: tuple[int, int, int]) -> dict[int, 
     return seen
 
 
+@pytest.mark.contract("A3")
 def test_chat_broadcast_order_and_departure(reference: UvicornServer, ours: UvicornServer) -> None:
-    """Contract A3: "You wrote" to the sender first, then "says" to everyone; a departure is announced."""
+    """In order: "You wrote" to the sender first, then "says" to everyone; a departure is announced."""
     ids = (next(_ids), next(_ids), next(_ids))
     theirs, mine = chat_session(reference, ids), chat_session(ours, ids)
     assert mine == theirs
@@ -95,8 +110,9 @@ def pipelined(server: UvicornServer, sender: int, listener: int, texts: list[str
         return mine + drain(ws)[0], heard + drain(other)[0]
 
 
+@pytest.mark.contract("A3")
 def test_chat_pipelined_messages_keep_the_reference_order(reference: UvicornServer, ours: UvicornServer) -> None:
-    """Contract A3, messages sent back to back: each "You wrote" is followed by its own "says".
+    """Messages sent back to back: each "You wrote" is followed by its own "says".
 
     The reference answers one message completely (sender, then the broadcast) before it reads the
     next, so the sender sees `You wrote: a`, `Client #N says: a`, `You wrote: b`, ...
@@ -109,8 +125,9 @@ def test_chat_pipelined_messages_keep_the_reference_order(reference: UvicornServ
     assert mine == theirs
 
 
+@pytest.mark.contract("A3")
 def test_chat_departure_reaches_only_those_still_there(reference: UvicornServer, ours: UvicornServer) -> None:
-    """Contract A3: the leaving client is removed first; everyone remaining gets "left the chat" once."""
+    """The leaving client is removed first; everyone remaining gets "left the chat" once."""
     ids = (next(_ids), next(_ids), next(_ids))
 
     def session(server: UvicornServer) -> list[list[str]]:

@@ -2,7 +2,7 @@
 starlette-ws does instead.
 
 Every test plays the same client against both servers and asserts both sides, so the comparison
-report can cite it; its docstring starts with the row it checks (`Contract B<n> "<name>"`). A test
+report can cite it; it names the row it checks with `@pytest.mark.contract("B<n>")`. A test
 that would leave the reference's chat broken for later tests runs against a private reference
 server (`start_server`).
 """
@@ -48,9 +48,10 @@ def refusal(server: UvicornServer, path: str, headers: dict[str, str] | None = N
     return refused.value.response.status_code, refused.value.response.body or b""
 
 
+@pytest.mark.contract("B1")
 @pytest.mark.parametrize("case", REFUSED, ids=lambda case: case.id)
 def test_rejection_body(reference: UvicornServer, ours: UvicornServer, case: Case) -> None:
-    """Contract B1 "rejection body": reference 403 with an empty body; ours 403 with a JSON error list."""
+    """Reference 403 with an empty body; ours 403 with a JSON error list."""
     assert refusal(reference, case.path, headers_of(case)) == (403, b"")
     status, body = refusal(ours, case.path, headers_of(case))
     assert status == 403
@@ -59,10 +60,11 @@ def test_rejection_body(reference: UvicornServer, ours: UvicornServer, case: Cas
     assert all(set(error) == {"type", "loc", "msg", "input"} for error in detail)
 
 
+@pytest.mark.contract("B1")
 def test_rejection_under_testclient() -> None:
-    """Contract B1 "rejection body", TestClient side: the reference closes 1008 and says nothing
-    useful for missing credentials; ours says why: the same 403 denial with the error list as over
-    uvicorn, since TestClient offers the denial extension."""
+    """TestClient side: the reference closes 1008 and says nothing useful for missing credentials; ours
+    says why: the same 403 denial with the error list as over uvicorn, since TestClient offers the
+    denial extension."""
     from comparison.fastapi_app import app as reference_app
     from starlette_ws.app import create_app
 
@@ -82,10 +84,11 @@ def test_rejection_under_testclient() -> None:
     assert json.loads(why)["detail"][0]["loc"] == ["query", "token"]
 
 
+@pytest.mark.contract("B3")
 @pytest.mark.parametrize("path", ["/ws", "/items/foo/ws?token=t", "/ws/{id}"])
 def test_binary_frame(start_server: StartServer, ours: UvicornServer, path: str) -> None:
-    """Contract B3 "binary frame to a text endpoint": the reference logs a server error and drops the
-    TCP connection (the client sees 1006, no close frame); ours closes 1003 and logs nothing."""
+    """The reference logs a server error and drops the TCP connection (the client sees 1006, no close
+    frame); ours closes 1003 and logs nothing."""
     reference = start_server(REFERENCE, args=GRACEFUL)  # its chat keeps the dropped socket for good
     path = path.format(id=next(_ids))
     outcomes = {}
@@ -105,10 +108,11 @@ def test_binary_frame(start_server: StartServer, ours: UvicornServer, path: str)
     assert outcomes["ours"] == ([], (1003, "Text frames only"), True)
 
 
+@pytest.mark.contract("B3")
 def test_binary_frame_leaves_a_zombie_in_the_reference_chat(start_server: StartServer, ours: UvicornServer) -> None:
-    """Contract B3 "binary frame to a text endpoint", consequence in the chat: the reference never
-    removes the dropped client from its list, so the next broadcast fails on it and drops the
-    sender too (the client after the zombie never hears the message); ours is unaffected."""
+    """Consequence in the chat: the reference never removes the dropped client from its list, so the
+    next broadcast fails on it and drops the sender too (the client after the zombie never hears the
+    message); ours is unaffected."""
     reference = start_server(REFERENCE, args=GRACEFUL)
     zombie, sender, listener = next(_ids), next(_ids), next(_ids)
     seen = {}
@@ -124,9 +128,10 @@ def test_binary_frame_leaves_a_zombie_in_the_reference_chat(start_server: StartS
     assert seen["ours"] == ((["You wrote: anyone there?", said], None, False), ([said], None, False))
 
 
+@pytest.mark.contract("B4")
 def test_message_over_the_size_limit(reference: UvicornServer, ours: UvicornServer) -> None:
-    """Contract B4 "message over the size limit": the reference takes up to uvicorn's 16 MiB and closes
-    1009 above it; ours closes 1009 above 64 KiB (counted in UTF-8 bytes, not characters)."""
+    """The reference takes up to uvicorn's 16 MiB and closes 1009 above it; ours closes 1009 above 64
+    KiB (counted in UTF-8 bytes, not characters)."""
     limit, uvicorn_limit = 64 * 1024, 16 * 1024 * 1024
     at_limit = "é" * (limit // 2)  # 65,536 bytes in 32,768 characters
     over_limit = at_limit + "x"
@@ -155,11 +160,11 @@ def test_message_over_the_size_limit(reference: UvicornServer, ours: UvicornServ
         assert drain(ws, quiet=5)[1:] == ((1009, f"Message over {limit} bytes"), True)
 
 
+@pytest.mark.contract("B5")
 @pytest.mark.parametrize("path", ["/ws", "/items/foo/ws?token=t", "/ws/{id}"])
 def test_normal_client_close(reference: UvicornServer, ours: UvicornServer, path: str) -> None:
-    """Contract B5 "normal client close on echo/items": the reference logs "Exception in ASGI
-    application" (an uncaught WebSocketDisconnect 1000) on echo and items, not on the chat, which
-    catches it; ours logs no error anywhere."""
+    """The reference logs "Exception in ASGI application" (an uncaught WebSocketDisconnect 1000) on echo
+    and items, not on the chat, which catches it; ours logs no error anywhere."""
     path = path.format(id=next(_ids))
     logs = {}
     for name, server in (("reference", reference), ("ours", ours)):
@@ -211,11 +216,11 @@ def says(lines: list[str], sender: int) -> int:
     return sum(line.startswith(f"Client #{sender} says:") for line in lines)
 
 
+@pytest.mark.contract("B6")
 def test_client_dies_during_a_broadcast(start_server: StartServer, ours: UvicornServer) -> None:
-    """Contract B6 "a client dies during a broadcast": the reference's loop is awaiting the dying
-    client's send; the error aborts that broadcast for everyone after it in the list, and the
-    *sender* is treated as the one who left. Ours drops the dead client; everyone else gets
-    every message and the sender stays."""
+    """The reference's loop is awaiting the dying client's send; the error aborts that broadcast for
+    everyone after it in the list, and the *sender* is treated as the one who left. Ours drops the dead
+    client; everyone else gets every message and the sender stays."""
     reference = start_server(REFERENCE, args=GRACEFUL)
     _, listening, _, talker, talker_open = stall_the_chat(reference, kill=True)
     assert says(listening.messages, talker) < COUNT  # the rest of the broadcast never came
@@ -228,10 +233,10 @@ def test_client_dies_during_a_broadcast(start_server: StartServer, ours: Uvicorn
     assert talker_open
 
 
+@pytest.mark.contract("B7")
 def test_one_slow_client(start_server: StartServer, ours: UvicornServer) -> None:
-    """Contract B7 "one slow client": the reference's broadcast waits on the stalled socket and the
-    live clients stop hearing anything; ours closes the slow client with 1013 and the live clients
-    get every message."""
+    """The reference's broadcast waits on the stalled socket and the live clients stop hearing anything;
+    ours closes the slow client with 1013 and the live clients get every message."""
     reference = start_server(REFERENCE, args=GRACEFUL)
     _, listening, stalled, talker, _ = stall_the_chat(reference, kill=False)
     stalled.reset()  # unblock the reference before its teardown
@@ -248,9 +253,9 @@ def test_one_slow_client(start_server: StartServer, ours: UvicornServer) -> None
         stalled.reset()
 
 
+@pytest.mark.contract("B8")
 def test_more_than_one_process(start_server: StartServer) -> None:
-    """Contract B8 "more than one process": two reference processes do not see each other's chat; two
-    of ours on one Redis do."""
+    """Two reference processes do not see each other's chat; two of ours on one Redis do."""
     from tests.services import require, start_redis
 
     require("redis-server")
@@ -273,10 +278,11 @@ def test_more_than_one_process(start_server: StartServer) -> None:
         redis.close()
 
 
+@pytest.mark.contract("B9")
 def test_chat_flood_limit(reference: UvicornServer, ours: UvicornServer) -> None:
-    """Contract B9 "one client floods the chat": the reference fans out every message; ours closes
-    the flooder with 1008 after its burst of 200 (at far more than 50 messages/s), every message it
-    let through still reaches the others, and echo is not limited."""
+    """The reference fans out every message; ours closes the flooder with 1008 after its burst of 200
+    (at far more than 50 messages/s), every message it let through still reaches the others, and echo is
+    not limited."""
     flood = 260
     results = {}
     for name, server in (("reference", reference), ("ours", ours)):
@@ -304,10 +310,10 @@ def test_chat_flood_limit(reference: UvicornServer, ours: UvicornServer) -> None
         assert len(read_replies(ws, flood)[0]) == flood
 
 
+@pytest.mark.contract("B10")
 def test_cookie_auth_from_a_foreign_page(reference: UvicornServer, ours: UvicornServer) -> None:
-    """Contract B10 "cookie auth from a foreign page": the reference accepts a foreign Origin carrying
-    the victim's cookie (cross-site WebSocket hijacking); ours refuses it with HTTP 403 and still
-    accepts its own page's Origin."""
+    """The reference accepts a foreign Origin carrying the victim's cookie (cross-site WebSocket
+    hijacking); ours refuses it with HTTP 403 and still accepts its own page's Origin."""
     foreign = {"cookie": "session=victim", "origin": "http://evil.example"}
     with ws_connect(reference, "/items/foo/ws", foreign) as ws:
         ws.send("steal")
@@ -321,9 +327,9 @@ def test_cookie_auth_from_a_foreign_page(reference: UvicornServer, ours: Uvicorn
         assert read_replies(ws, 1)[0] == ["Session cookie or query token value is: victim"]
 
 
+@pytest.mark.contract("B11")
 def test_token_in_the_query_string(reference: UvicornServer, ours: UvicornServer) -> None:
-    """Contract B11 "token in the logs": the reference's access log prints the token; ours redacts
-    it."""
+    """The reference's access log prints the token; ours redacts it."""
     secret = f"s3cr3t-{next(_ids)}"
     logs = {}
     for name, server in (("reference", reference), ("ours", ours)):
@@ -338,10 +344,11 @@ def test_token_in_the_query_string(reference: UvicornServer, ours: UvicornServer
     assert "token=[redacted]" in logs["ours"]
 
 
+@pytest.mark.contract("B12")
 def test_server_shutdown(start_server: StartServer) -> None:
-    """Contract B12 "server shutdown": both close open sockets with 1012 on SIGTERM and exit; the
-    reference logs "Exception in ASGI application" for its echo and items sockets, ours is told
-    (1001 or 1012), closes within the graceful timeout and logs no error."""
+    """Both close open sockets with 1012 on SIGTERM and exit; the reference logs "Exception in ASGI
+    application" for its echo and items sockets, ours is told (1001 or 1012), closes within the graceful
+    timeout and logs no error."""
     results = {}
     for name, app in (("reference", REFERENCE), ("ours", OURS)):
         server = start_server(app, args=GRACEFUL)
@@ -374,32 +381,35 @@ def get(server: UvicornServer, path: str) -> str:
         return str(response.read().decode())
 
 
+@pytest.mark.contract("B13")
 @pytest.mark.parametrize("page", ["/echo", "/items", "/chat"])
 def test_page_websocket_url(reference: UvicornServer, ours: UvicornServer, page: str) -> None:
-    """Contract B13 "page WebSocket URL": the reference page hard-codes ws://localhost:8000 (dead
-    when served from anywhere else); ours builds the URL from the request it was served for."""
+    """The reference page hard-codes ws://localhost:8000 (dead when served from anywhere else); ours
+    builds the URL from the request it was served for."""
     assert "ws://localhost:8000" in get(reference, page)
     html = get(ours, page)
     assert "localhost:8000" not in html
     assert f'data-ws-url="ws://127.0.0.1:{ours.port}/' in html
 
 
+@pytest.mark.contract("B14")
 @pytest.mark.parametrize("page", ["/echo", "/items", "/chat"])
 def test_page_after_a_dropped_connection(reference: UvicornServer, ours: UvicornServer, page: str) -> None:
-    """Contract B14 "page after a dropped connection", from the served page (the browser suite runs
-    it): the reference page has no close handler at all; ours reconnects with backoff and says so."""
+    """From the served page (the browser suite runs it): the reference page has no close handler at all;
+    ours reconnects with backoff and says so."""
     theirs = get(reference, page)
     assert "onclose" not in theirs and 'addEventListener("close"' not in theirs
     html = get(ours, page)
     assert "Reconnecting" in html and "backoff" in html
 
 
+@pytest.mark.contract("B2")
 @pytest.mark.parametrize(("text", "reference_reads"), [("0-5", -5), ("0__1", 1), ("+0-9", -9)])
 def test_sign_or_double_underscore_after_leading_zeros(
     reference: UvicornServer, ours: UvicornServer, text: str, reference_reads: int
 ) -> None:
-    """Contract B2 "sign or `__` after leading zeros": found by differential fuzzing; pydantic reads
-    `0-5` as -5 and `0__1` as 1, we refuse both as not an integer."""
+    """Found by differential fuzzing; pydantic reads `0-5` as -5 and `0__1` as 1, we refuse both as not
+    an integer."""
     path = f"/items/foo/ws?token=t&q={quote(text)}"
     with ws_connect(reference, path) as ws:
         ws.send("m")

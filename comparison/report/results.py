@@ -1,0 +1,90 @@
+"""The result files the report is rendered from, all in one directory (comparison/results/)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from comparison.report.markdown import ROOT
+
+RESULTS = ROOT / "comparison" / "results"
+
+OURS, REFERENCE, FLOOR = "starlette-ws", "fastapi", "bare"
+TUTORIAL = "fastapi-uvicorn"  # the twin on uvicorn's own protocols, as its tutorial serves it
+
+Medians = dict[str, dict[str, dict[str, float | None]]]  # {scenario: {app: {metric: median}}}
+
+
+@dataclass(frozen=True)
+class Results:
+    """Where each result file is; a missing file makes its section say so."""
+
+    directory: Path
+
+    @property
+    def bench(self) -> Path:
+        return self.directory / "bench.json"
+
+    @property
+    def hub(self) -> Path:
+        return self.directory / "hub_bench.json"
+
+    @property
+    def idle(self) -> Path:
+        return self.directory / "idle_bench.json"
+
+    @property
+    def parity(self) -> Path:
+        return self.directory / "parity.xml"
+
+    @property
+    def timing(self) -> Path:
+        return self.directory / "timing.json"
+
+    @property
+    def environment(self) -> Path:
+        return self.directory / "environment.json"
+
+    @property
+    def loc(self) -> Path:
+        return self.directory / "loc.json"
+
+    @property
+    def packages(self) -> Path:
+        return self.directory / "packages.json"
+
+    @property
+    def contract(self) -> Path:
+        return self.directory / "contract.json"
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return data if isinstance(data, dict) else None
+
+
+def median_or_none(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def value(medians: Medians, scenario: str, app: str, metric: str) -> float | None:
+    found = medians.get(scenario, {}).get(app, {}).get(metric)
+    return None if found is None or math.isnan(found) else float(found)
+
+
+def ratio(medians: Medians, scenario: str, metric: str, other: str) -> float | None:
+    ours, theirs = value(medians, scenario, OURS, metric), value(medians, scenario, other, metric)
+    return None if ours is None or not theirs else ours / theirs
+
+
+def cross_ratio(medians: Medians, scenario: str, base: str, metric: str, app: str = OURS) -> float | None:
+    """One app's figure in `scenario` divided by its figure in `base`."""
+    mine, before = value(medians, scenario, app, metric), value(medians, base, app, metric)
+    return None if mine is None or not before else mine / before
