@@ -27,6 +27,8 @@ TARGETS = (
     Target("echo, 1 client: round trips/s ≥ 0.95× bare", "echo-1", "round_trips_per_s", FLOOR, 0.95, True),
     Target("echo, 50 clients: round trips/s ≥ 1.0× FastAPI", "echo-50", "round_trips_per_s", REFERENCE, 1.0, True),
     Target("echo, 50 clients: round trips/s ≥ 0.95× bare", "echo-50", "round_trips_per_s", FLOOR, 0.95, True),
+    Target("echo, 50 clients: server CPU per round trip ≤ 1.05× bare", "echo-50", CPU, FLOOR, 1.05, False),
+    Target("echo, 50 clients: server CPU per round trip ≤ 0.95× FastAPI", "echo-50", CPU, REFERENCE, 0.95, False),
     Target("items: sessions/s ≥ 1.3× FastAPI", "items", "sessions_per_s", REFERENCE, 1.3, True),
     Target(
         "fan-out, 100 clients: deliveries/s ≥ 1.0× FastAPI", "broadcast-100", "deliveries_per_s", REFERENCE, 1.0, True
