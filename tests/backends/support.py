@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from harness.services import RedisServer
 from starlette_ws.backends import Backend, Event, backend_for_url
-from tests.services import RedisServer
 
 T = TypeVar("T")
 

@@ -5,10 +5,10 @@ import time
 
 import pytest
 
+from harness.services import RedisServer
 from starlette_ws.backends import BackendError, PublishUncertain, backend_for_url
 from starlette_ws.backends.redis import RedisBackend
 from tests.backends.support import Listener, connected, nothing_within, paused, run
-from tests.services import RedisServer
 
 LOGGER = "starlette_ws.backends.redis"
 
