@@ -151,6 +151,12 @@ class StalledClient:
     def close(self) -> None:
         self.sock.close()
 
+    def __enter__(self) -> StalledClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class RawWebSocket(asyncio.Protocol):
     """Frames in arrive in ``inbox`` as (opcode, payload); ``recv`` waits for the next one."""
