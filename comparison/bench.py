@@ -3,7 +3,7 @@
 Run from the repository root: ``python -m comparison.bench [--rounds N] [--quick]``.
 
 Every (round, scenario, app) gets a fresh uvicorn subprocess with the same options (the
-protocols `make run` serves with, ``common.PROTOCOLS``, for every app), so no run inherits
+protocols `make run` serves with, ``harness.servers.PROTOCOL_ARGS``, for every app), so no run inherits
 another's memory or leftover connections and the figures differ by the apps alone. Rounds interleave the apps
 (ours, FastAPI, bare; again ...) and the summary uses medians, so a noisy moment on the
 machine moves one sample, not the verdict. Raw figures go to comparison/results/bench.json.
@@ -22,13 +22,7 @@ them); the summary ends with their ratios to our app as it runs by default.
 """
 
 import argparse
-import contextlib
-import json
-import math
 import os
-import platform
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from comparison import common, loadgen
-from comparison.common import accepts, clean, free_port, number, stop_process
+from comparison.common import RESULTS, number, placement
 from comparison.loadgen import Figures
+from comparison.stats import lower_is_better, medians, ratio
+from harness.servers import ROOT, UvicornServer
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "comparison" / "results"
 OURS, REFERENCE, FLOOR = "starlette-ws", "fastapi", "bare"
 # FastAPI's twin as its tutorial runs it, on uvicorn's own protocols: starlette-ws as `make run`
 # serves it against FastAPI as one would serve it, beside the same-stack comparison above.
@@ -63,7 +57,9 @@ STOP_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
-class Settings:
+class Workload:
+    """How long and how hard each scenario runs (--quick: QUICK)."""
+
     echo_seconds: float
     echo_clients: int
     items_seconds: float
@@ -74,15 +70,15 @@ class Settings:
     rss_counts: tuple[int, ...]
 
 
-FULL = Settings(3.0, 50, 3.0, 20, 60, 20.0, 150, (1000, 5000))
-QUICK = Settings(1.0, 50, 1.0, 20, 10, 20.0, 150, (1000, 5000))
+FULL = Workload(3.0, 50, 3.0, 20, 60, 20.0, 150, (1000, 5000))
+QUICK = Workload(1.0, 50, 1.0, 20, 10, 20.0, 150, (1000, 5000))
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
     apps: tuple[str, ...]
-    run: Callable[[str, int, Settings], Figures]  # (base URL, server PID, settings)
+    run: Callable[[str, int, Workload], Figures]  # (base URL, server PID, workload)
     same_cpu: bool = False  # the load generator shares the server's CPU
 
 
@@ -139,61 +135,13 @@ SCENARIOS = [
 # -- servers ---------------------------------------------------------------------------------
 
 
-def server_command(app: str, port: int, workers: int, profile: Path | None = None) -> list[str]:
-    """uvicorn's command line; with `profile`, run under cProfile, its statistics written there on exit."""
-    command = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else [])]
-    command += ["-m", "uvicorn", APPS[app], "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--log-level", "warning", *(() if app == TUTORIAL else common.PROTOCOLS)]
-    return command + (["--workers", str(workers)] if workers > 1 else [])
-
-
-def wait_for_port(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
-        if accepts(port):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"server did not accept on port {port} within {START_TIMEOUT} s")
-
-
 def app_env(app: str, metrics_dir: str) -> dict[str, str]:
-    """The server's environment: ours counts by default; the variants switch that."""
+    """What the server's environment adds: ours counts by default; the variants switch that."""
     if app == METRICS_OFF:
-        return {**os.environ, "METRICS": "false"}
+        return {"METRICS": "false"}
     if app == MULTIPROCESS:
-        return {**os.environ, "METRICS": "true", "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
-    return {**os.environ, "METRICS": "true"}
-
-
-def start_server(
-    app: str,
-    port: int,
-    workers: int,
-    cpus: set[int] | None,
-    log: Path,
-    env: dict[str, str],
-    profile: Path | None = None,
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            server_command(app, port, workers, profile),
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    if cpus:
-        os.sched_setaffinity(proc.pid, cpus)
-    try:
-        wait_for_port(proc, port, log)
-    except BaseException:
-        stop_process(proc, STOP_TIMEOUT)
-        raise
-    return proc
+        return {"METRICS": "true", "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
+    return {"METRICS": "true"}
 
 
 def importable(app: str) -> str | None:
@@ -205,18 +153,6 @@ def importable(app: str) -> str | None:
         return None
     lines = done.stderr.strip().splitlines()
     return lines[-1] if lines else f"exit status {done.returncode}"
-
-
-# -- CPU placement ---------------------------------------------------------------------------
-
-
-def placement(workers: int) -> tuple[set[int] | None, set[int] | None]:
-    """(server CPUs, load generator CPUs), or (None, None) when nothing is pinned."""
-    available = os.sched_getaffinity(0)
-    if os.environ.get("BENCH_PIN", "1") == "0" or workers > 1 or len(available) < 2:
-        return None, None
-    server = {min(available)}
-    return server, available - server
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -232,73 +168,49 @@ def profile_path(app: str, scenario: str, round_: int) -> Path | None:
 
 
 def run_once(
-    scenario: Scenario, app: str, settings: Settings, workers: int, logs: Path, round_: int = 1
+    scenario: Scenario, app: str, workload: Workload, workers: int, logs: Path, round_: int = 1
 ) -> dict[str, Any]:
     server_cpus, loadgen_cpus = placement(workers)
     everything = os.sched_getaffinity(0)
-    port = free_port()
     profile = profile_path(app, scenario.name, round_)
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as metrics_dir:
-        env = app_env(app, metrics_dir)
-        log = logs / f"{app}-{scenario.name}.log"
-        proc = start_server(app, port, workers, server_cpus, log, env, profile)
+        server = UvicornServer(
+            APPS[app],
+            env=app_env(app, metrics_dir),
+            workers=workers,
+            cpus=server_cpus,
+            log_level="warning",
+            profile=profile,
+            log_path=logs / f"{app}-{scenario.name}.log",
+            protocols=app != TUTORIAL,
+            start_timeout=START_TIMEOUT,
+            # uvicorn re-raises SIGTERM after its shutdown; under cProfile it gets SIGINT and more time to write.
+            stop_timeout=STOP_TIMEOUT * 5 if profile else STOP_TIMEOUT,
+        )
+        server.start()
         started = time.perf_counter()
         try:
             mine = server_cpus if scenario.same_cpu else loadgen_cpus
             if mine:
                 os.sched_setaffinity(0, mine)  # inherited by the load generator's processes
-            figures = scenario.run(f"ws://127.0.0.1:{port}", proc.pid, settings)
+            figures = scenario.run(server.ws_url, server.pid, workload)
         finally:
             os.sched_setaffinity(0, everything)
-            # uvicorn re-raises SIGTERM after its shutdown; SIGINT ends in KeyboardInterrupt: cProfile writes.
-            if profile:
-                proc.send_signal(signal.SIGINT)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=STOP_TIMEOUT * 5)
-            stop_process(proc, STOP_TIMEOUT)
+            server.stop()
     seconds = time.perf_counter() - started
     return {"figures": figures, "seconds": seconds, "loadavg_1min": os.getloadavg()[0]}
 
 
 def progress(step: str, scenario: str, app: str, outcome: dict[str, Any]) -> None:
-    if "error" in outcome:
-        detail = f"ERROR {outcome['error']}"
-    else:
-        figures = " ".join(f"{k}={number(v)}" for k, v in outcome["figures"].items())
-        detail = f"{figures} ({outcome['seconds']:.1f} s, load {outcome['loadavg_1min']:.1f})"
-    print(f"[{step}] {scenario:<15} {app:<13} {detail}", flush=True)
+    print(f"[{step}] {scenario:<15} {app:<13} {common.outcome_line(outcome)}", flush=True)
 
 
 # -- summary ---------------------------------------------------------------------------------
 
 
-def lower_is_better(metric: str) -> bool:
-    return not (metric.endswith("_per_s") or metric == "delivered")
-
-
-def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
-    """{scenario: {app: {metric: median over rounds}}}; NaN samples are left out."""
-    samples: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for run in runs:
-        for metric, value in run.get("figures", {}).items():
-            if not math.isnan(value):
-                by_app = samples.setdefault(run["scenario"], {}).setdefault(run["app"], {})
-                by_app.setdefault(metric, []).append(value)
-    return {
-        scenario: {
-            app: {metric: statistics.median(values) for metric, values in metrics.items()}
-            for app, metrics in by_app.items()
-        }
-        for scenario, by_app in samples.items()
-    }
-
-
-def ratio(table: dict[str, dict[str, float]], metric: str, other: str, ours: str = OURS) -> float | None:
-    mine = table.get(ours, {}).get(metric)
-    theirs = table.get(other, {}).get(metric)
-    if mine is None or theirs is None or theirs == 0:
-        return None
-    return mine / theirs
+def versus(table: dict[str, dict[str, float]], metric: str, other: str, ours: str = OURS) -> float | None:
+    """`ours` divided by `other` in one scenario's table of medians."""
+    return ratio(table.get(ours, {}).get(metric), table.get(other, {}).get(metric))
 
 
 COUNTING_METRICS = ("server_cpu_us_per_op", "round_trips_per_s", "p50_us")
@@ -312,7 +224,7 @@ def counting_cost(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, 
             continue
         for variant in (OURS, MULTIPROCESS):
             if variant in table:
-                pairs = {metric: ratio(table, metric, METRICS_OFF, variant) for metric in COUNTING_METRICS}
+                pairs = {metric: versus(table, metric, METRICS_OFF, variant) for metric in COUNTING_METRICS}
                 result.setdefault(scenario, {})[f"{variant}/{METRICS_OFF}"] = pairs
     return result
 
@@ -333,7 +245,7 @@ def ratios(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
     for scenario, table in summary.items():
         metrics = sorted({metric for values in table.values() for metric in values})
         for metric in metrics:
-            pairs = {f"{OURS}/{other}": ratio(table, metric, other) for other in (REFERENCE, FLOOR, TUTORIAL)}
+            pairs = {f"{OURS}/{other}": versus(table, metric, other) for other in (REFERENCE, FLOOR, TUTORIAL)}
             result.setdefault(scenario, {})[metric] = pairs
     return result
 
@@ -347,23 +259,14 @@ def print_table(summary: dict[str, dict[str, dict[str, float]]], apps: list[str]
         for metric in metrics:
             row = [scenario, metric, "lower" if lower_is_better(metric) else "higher"]
             row += [number(table.get(app, {}).get(metric)) for app in apps]
-            row += [number(ratio(table, metric, other)) for other in others]
+            row += [number(versus(table, metric, other)) for other in others]
             rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print()
     print("Medians per scenario and app (ratios: starlette-ws divided by the other app)")
-    for index, row in enumerate(rows):
-        cells = [
-            cell.ljust(width) if column < 3 else cell.rjust(width)
-            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        print("  ".join(cells))
-        if index == 0:
-            print("  ".join("-" * width for width in widths))
+    print(common.text_table(rows, left=3))
 
 
-def versions() -> dict[str, str]:
-    return common.versions(("starlette", "fastapi", "uvicorn", "websockets", "uvloop", "httptools"))
+PACKAGES = ("starlette", "fastapi", "uvicorn", "websockets", "uvloop", "httptools")
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -384,7 +287,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 3)
-    settings = QUICK if args.quick else FULL
+    workload = QUICK if args.quick else FULL
     workers = int(os.environ.get("BENCH_WORKERS", "1"))
     apps = [app for app in args.apps.split(",") if app in APPS]
     notes = []
@@ -406,34 +309,29 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     loadgen.raise_nofile(65536)
-    logs = RESULTS / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = common.logs_dir()
     runs: list[dict[str, Any]] = []
     started = time.perf_counter()
     for number_ in range(1, rounds + 1):
         for scenario in scenarios:
             for app in [app for app in apps if app in scenario.apps]:
                 try:
-                    outcome = run_once(scenario, app, settings, workers, logs, number_)
+                    outcome = run_once(scenario, app, workload, workers, logs, number_)
                 except Exception as error:  # one failed run must not end the study
                     outcome = {"error": f"{type(error).__name__}: {error}"}
                 progress(f"{number_}/{rounds}", scenario.name, app, outcome)
                 runs.append({"round": number_, "scenario": scenario.name, "app": app, **outcome})
-    summary = medians(runs)
+    summary = medians(runs, "scenario", "app")
     print_table(summary, apps)
     cost = counting_cost(summary)
     print_counting_cost(cost)
     report = {
         "meta": {
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "versions": versions(),
+            **common.machine(PACKAGES),
             "workers": workers,
             "pinning": {"server": sorted(server_cpus or []), "loadgen": sorted(loadgen_cpus or [])},
             "rounds": rounds,
-            "settings": asdict(settings),
+            "settings": asdict(workload),
             "apps": {app: APPS[app] for app in apps},
             "notes": notes,
             "seconds": time.perf_counter() - started,
@@ -443,9 +341,7 @@ def main(argv: list[str] | None = None) -> None:
         "ratios": ratios(summary),
         "counting_cost": cost,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(clean(report), indent=2) + "\n")
-    print(f"\nraw figures: {args.out} ({time.perf_counter() - started:.0f} s in all)")
+    common.write_json(args.out, report, started)
 
 
 if __name__ == "__main__":

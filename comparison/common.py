@@ -1,45 +1,24 @@
-"""What the benchmark, the hub benchmark and the report builder share."""
+"""What the benchmark scripts share: figures as text, the JSON they write, the run's metadata, CPU placement."""
 
 from __future__ import annotations
 
+import json
 import math
-import socket
-import subprocess
-from collections.abc import Iterable
+import os
+import platform
+import time
+from collections.abc import Iterable, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"
-# uvicorn's protocols as `make run` serves them (starlette_ws/protocol.py): every app a benchmark
-# compares is served on this same stack, so the figures differ by the apps alone.
-PROTOCOLS = ("--http", "starlette_ws.protocol:HttpProtocol", "--ws", "starlette_ws.protocol:WebSocketProtocol")
+# The report builder (comparison/report.py) still imports these three from here.
+from harness.net import accepts as accepts
+from harness.net import free_port as free_port
+from harness.net import stop_process as stop_process
+from harness.servers import ROOT
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def accepts(port: int, timeout: float = 0.2) -> bool:
-    """Whether something listens on the loopback port."""
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGTERM, then SIGKILL after `timeout` seconds."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
+RESULTS = ROOT / "comparison" / "results"
 
 
 def number(value: float | None) -> str:
@@ -71,3 +50,60 @@ def versions(names: Iterable[str]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[name] = "not installed"
     return found
+
+
+def machine(packages: Iterable[str]) -> dict[str, Any]:
+    """The run's date, the interpreter, the system and the versions of `packages`."""
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": versions(packages),
+    }
+
+
+def placement(workers: int) -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, load generator CPUs): with one worker and two CPUs or more, the server gets the
+    first and the load generator the others; (None, None) when nothing is pinned (BENCH_PIN=0)."""
+    available = os.sched_getaffinity(0)
+    if os.environ.get("BENCH_PIN", "1") == "0" or workers > 1 or len(available) < 2:
+        return None, None
+    server = {min(available)}
+    return server, available - server
+
+
+def outcome_line(outcome: dict[str, Any]) -> str:
+    """One run's figures (or its error) for the progress lines."""
+    if "error" in outcome:
+        return f"ERROR {outcome['error']}"
+    figures = " ".join(f"{k}={number(v)}" for k, v in outcome["figures"].items())
+    return f"{figures} ({outcome['seconds']:.1f} s, load {outcome['loadavg_1min']:.1f})"
+
+
+def text_table(rows: Sequence[Sequence[str]], left: int = 1) -> str:
+    """Aligned columns, the first `left` of them to the left, a rule under the header row."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for index, row in enumerate(rows):
+        cells = [
+            cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells))
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def logs_dir() -> Path:
+    """Where the servers' logs go (created on first use)."""
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs
+
+
+def write_json(out: Path, report: dict[str, Any], started: float) -> None:
+    """Write the raw figures (NaN as null) and say where, with the time the whole run took."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(clean(report), indent=2) + "\n")
+    print(f"\nraw figures: {out} ({time.perf_counter() - started:.0f} s in all)")

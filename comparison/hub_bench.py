@@ -11,11 +11,11 @@ Run from the repository root (``make bench`` runs it after ``comparison.bench``)
    further along); the summary gives medians and every configuration's ratio to ``memory://``.
 2. **stalled client**: the server's RSS while ~100 MiB (``--quick``: 20 MiB) of 60 KiB chat
    messages are broadcast at 40 messages/s to two live readers and to a raw client that never
-   reads (``tests.rawws.StalledClient``). The hub should cut that client off with 1013 once its
+   reads (``harness.rawws.StalledClient``). The hub should cut that client off with 1013 once its
    1 MiB outbox overflows, so the RSS stays near idle and the live readers get every message.
    It runs once, after the fan-out rounds.
 
-Redis and PostgreSQL are started here (``tests.services``, free loopback ports, temporary
+Redis and PostgreSQL are started here (``harness.services``, free loopback ports, temporary
 directories) and stopped at the end; one that cannot start skips its configurations with a
 note. Nothing is pinned to a CPU: the server, the engines and the load generator share the
 machine alike for every configuration. Every wait is bounded; every process started here is
@@ -25,17 +25,12 @@ stopped, the uvicorn workers included.
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
-import platform
 import signal
-import statistics
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,24 +38,22 @@ from types import FrameType
 from typing import Any
 
 import psutil  # type: ignore[import-untyped, unused-ignore]
-import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from comparison import common, loadgen
-from comparison.common import HOST, accepts, clean, number, stop_process
+from comparison.common import RESULTS, number
 from comparison.loadgen import Figures
-from tests import services
-from tests.rawws import StalledClient
+from comparison.stats import medians, ratio, times
+from harness import services
+from harness.rawws import StalledClient
+from harness.servers import UvicornServer, health
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "comparison" / "results"
 APP = "starlette_ws.app:app"
 MIB = 2**20
 START_TIMEOUT = 30.0  # seconds for uvicorn (every worker) to finish its start-up
 STOP_TIMEOUT = 8.0  # seconds for uvicorn to stop after SIGTERM before it is killed
 GRACEFUL_SHUTDOWN = 3  # uvicorn's --timeout-graceful-shutdown
-STARTED = "Application startup complete."  # one line per worker at --log-level info
 HTTP_TIMEOUT = 2.0
 SETTLE = 1.0  # seconds to let the server settle before an RSS reading
 SAMPLE_INTERVAL = 0.1  # the RSS sampler's period (seconds)
@@ -73,7 +66,9 @@ KEEPALIVE_TIMEOUT = 1011  # uvicorn's close code when a client leaves its pings 
 
 
 @dataclass(frozen=True)
-class Settings:
+class Workload:
+    """How much each scenario sends and how fast (--quick: QUICK)."""
+
     rounds: int
     receivers: int  # fan-out: chat receivers
     fanout_messages: int  # fan-out: measured broadcasts per run
@@ -83,8 +78,8 @@ class Settings:
     message_bytes: int  # stalled client: bytes per chat message (under MAX_MESSAGE_BYTES, 64 KiB)
 
 
-FULL = Settings(3, 200, 200, 40.0, 100.0, 40.0, 60 * 1024)
-QUICK = Settings(1, 200, 60, 40.0, 20.0, 40.0, 60 * 1024)
+FULL = Workload(3, 200, 200, 40.0, 100.0, 40.0, 60 * 1024)
+QUICK = Workload(1, 200, 60, 40.0, 20.0, 40.0, 60 * 1024)
 
 
 @dataclass(frozen=True)
@@ -117,14 +112,8 @@ STALLED = "stalled-client"
 
 
 def start_engine(engine: str) -> services.RedisServer | services.PostgresServer:
-    """A fresh redis-server or PostgreSQL cluster; RuntimeError when it cannot start."""
-    binary = "redis-server" if engine == "redis" else "postgres"
-    if services.find_binary(binary) is None:
-        raise RuntimeError(f"{binary} is not installed (scripts/system-deps.sh installs it)")
-    try:
-        return services.start_redis() if engine == "redis" else services.start_postgres()
-    except (pytest.skip.Exception, pytest.fail.Exception) as exc:  # tests.services speaks pytest
-        raise RuntimeError(str(exc)) from None
+    """A fresh redis-server or PostgreSQL cluster; services.Unavailable when it is not installed."""
+    return services.start_redis() if engine == "redis" else services.start_postgres()
 
 
 def start_engines(engines: set[str], stack: contextlib.ExitStack, notes: list[str]) -> dict[str, str]:
@@ -154,57 +143,20 @@ def engine_version(binary: str) -> str:
 # -- the server under test -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Server:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-
-def server_command(port: int, workers: int) -> list[str]:
-    command = [sys.executable, "-m", "uvicorn", APP, "--host", HOST, "--port", str(port), *common.PROTOCOLS]
-    command += ["--log-level", "info", "--no-access-log", "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN)]
-    return command + (["--workers", str(workers)] if workers > 1 else [])
-
-
-def start_server(broadcast_url: str, workers: int, log: Path) -> Server:
+def start_server(broadcast_url: str, workers: int, log: Path) -> UvicornServer:
     """uvicorn on a free loopback port, returned once every worker has finished its start-up."""
-    port = services.free_port()
-    env = {**os.environ, "BROADCAST_URL": broadcast_url, "PYTHONUNBUFFERED": "1"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            server_command(port, workers), cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
-        )
-    server = Server(process, port, log)
-    try:
-        wait_started(server, workers)
-    except BaseException:
-        stop_server(server)
-        raise
-    return server
-
-
-def wait_started(server: Server, workers: int) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited with {server.process.returncode}:\n{log_tail(server.log)}")
-        if server.log.read_text(errors="replace").count(STARTED) >= workers and accepts(server.port):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"server not started within {START_TIMEOUT} s:\n{log_tail(server.log)}")
+    args = ["--no-access-log", "--timeout-graceful-shutdown", str(GRACEFUL_SHUTDOWN)]
+    server = UvicornServer(
+        APP,
+        env={"BROADCAST_URL": broadcast_url},
+        args=args,
+        workers=workers,
+        log_level="info",
+        log_path=log,
+        start_timeout=START_TIMEOUT,
+        stop_timeout=STOP_TIMEOUT,
+    )
+    return server.start()
 
 
 def errors_logged(log: Path) -> float:
@@ -212,29 +164,10 @@ def errors_logged(log: Path) -> float:
     return float(sum(line.startswith("ERROR:") for line in log.read_text(errors="replace").splitlines()))
 
 
-def log_tail(log: Path) -> str:
-    return "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-
-
-def stop_server(server: Server) -> None:
-    """SIGTERM, then SIGKILL after STOP_TIMEOUT; workers left behind by a killed parent are killed."""
-    try:
-        children = psutil.Process(server.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    stop_process(server.process, STOP_TIMEOUT)
-    for child in children:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-    psutil.wait_procs(children, timeout=STOP_TIMEOUT)
-
-
-def chat_connections(http_url: str) -> float:
+def chat_connections(server: UvicornServer) -> float:
     """The chat registry size one server process reports on GET /health; NaN when it does not answer."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
     try:
-        with opener.open(f"{http_url}/health", timeout=HTTP_TIMEOUT) as response:
-            return float(json.load(response)["chat_connections"])
+        return float(health(server.http_url, HTTP_TIMEOUT)["chat_connections"])
     except (OSError, ValueError, KeyError):
         return math.nan
 
@@ -274,7 +207,7 @@ def sampling(sample: Callable[[], None], interval: float) -> Iterator[None]:
 class WorkerSplit:
     """How the server's established connections spread over its uvicorn workers."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: UvicornServer) -> None:
         self.server = server
         self.busiest: list[int] = []  # per-worker counts at the moment with the most connections
 
@@ -300,7 +233,7 @@ class WorkerSplit:
 # -- 1. fan-out per backend ------------------------------------------------------------------
 
 
-def fanout_once(config: Config, url: str, settings: Settings, logs: Path) -> dict[str, Any]:
+def fanout_once(config: Config, url: str, workload: Workload, logs: Path) -> dict[str, Any]:
     server = start_server(url, config.workers, logs / f"hub-{config.scenario}.log")
     started = time.perf_counter()
     split = WorkerSplit(server)
@@ -308,16 +241,16 @@ def fanout_once(config: Config, url: str, settings: Settings, logs: Path) -> dic
         with sampling(split.sample, SPLIT_INTERVAL) if config.workers > 1 else contextlib.nullcontext():
             figures = loadgen.broadcast_fanout(
                 server.ws_url,
-                settings.receivers,
-                settings.fanout_messages,
-                settings.fanout_rate,
+                workload.receivers,
+                workload.fanout_messages,
+                workload.fanout_rate,
                 server_pid=server.pid,
             )
     finally:
-        stop_server(server)
+        server.stop()
     if config.workers > 1:
         figures["busiest_worker_share"] = split.busiest_share()
-    figures["server_errors_logged"] = errors_logged(server.log)
+    figures["server_errors_logged"] = errors_logged(server.log_path)
     return {"figures": figures, "seconds": time.perf_counter() - started, "loadavg_1min": os.getloadavg()[0]}
 
 
@@ -328,13 +261,13 @@ def rotated(configs: Sequence[Config], round_: int) -> list[Config]:
 
 
 def fanout_rounds(
-    configs: Sequence[Config], urls: dict[str, str], settings: Settings, rounds: int, logs: Path
+    configs: Sequence[Config], urls: dict[str, str], workload: Workload, rounds: int, logs: Path
 ) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for round_ in range(1, rounds + 1):
         for config in rotated(configs, round_):
             try:
-                outcome = fanout_once(config, urls[config.engine], settings, logs)
+                outcome = fanout_once(config, urls[config.engine], workload, logs)
             except Exception as error:  # one failed run must not end the study
                 outcome = {"error": f"{type(error).__name__}: {error}"}
             progress(f"{round_}/{rounds}", config.scenario, outcome)
@@ -349,7 +282,7 @@ def fanout_rounds(
 class FloodWatch:
     """Shared by the sender (bytes sent) and the sampler thread (RSS peak, the cut-off moment)."""
 
-    server: Server
+    server: UvicornServer
     connections_before: float
     peak_rss: int = 0
     sent_bytes: int = 0
@@ -362,7 +295,7 @@ class FloodWatch:
         self.samples += 1
         if self.cut_at_bytes is None and self.samples % HEALTH_EVERY == 0:
             sent = self.sent_bytes
-            if chat_connections(self.server.http_url) < self.connections_before:
+            if chat_connections(self.server) < self.connections_before:
                 self.cut_at_bytes = sent
 
 
@@ -378,15 +311,15 @@ def flood_message(sequence: int, size: int) -> str:
     return head + "x" * (size - len(head))
 
 
-async def send_flood(ws: ClientConnection, messages: int, settings: Settings, watch: FloodWatch) -> None:
+async def send_flood(ws: ClientConnection, messages: int, workload: Workload, watch: FloodWatch) -> None:
     """`messages` chat lines of `message_bytes` each, paced at `flood_rate` per second."""
     started = time.perf_counter()
     for sequence in range(messages):
-        delay = started + sequence / settings.flood_rate - time.perf_counter()
+        delay = started + sequence / workload.flood_rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        await ws.send(flood_message(sequence, settings.message_bytes))
-        watch.sent_bytes += settings.message_bytes
+        await ws.send(flood_message(sequence, workload.message_bytes))
+        watch.sent_bytes += workload.message_bytes
 
 
 async def read_flood(ws: ClientConnection, messages: int, reading: Reading) -> None:
@@ -402,20 +335,20 @@ async def read_flood(ws: ClientConnection, messages: int, reading: Reading) -> N
             reading.latencies_ns.append(now - int(stamp))
 
 
-async def open_stalled(server: Server) -> StalledClient:
+async def open_stalled(server: UvicornServer) -> StalledClient:
     return await asyncio.to_thread(StalledClient, server, f"/ws/{STALLED_ID}")
 
 
-async def flood(server: Server, settings: Settings) -> Figures:
-    messages = math.ceil(settings.flood_mib * MIB / settings.message_bytes)
-    limit = messages / settings.flood_rate + 2 * loadgen.GRACE
+async def flood(server: UvicornServer, workload: Workload) -> Figures:
+    messages = math.ceil(workload.flood_mib * MIB / workload.message_bytes)
+    limit = messages / workload.flood_rate + 2 * loadgen.GRACE
     async with contextlib.AsyncExitStack() as stack:
         sender = await stack.enter_async_context(loadgen.open_ws(f"{server.ws_url}/ws/{loadgen.SENDER_ID}"))
         live = [await stack.enter_async_context(loadgen.open_ws(f"{server.ws_url}/ws/{i}")) for i in LIVE_IDS]
         stalled = await open_stalled(server)
         stack.callback(stalled.reset)
         await asyncio.sleep(SETTLE)
-        before = await asyncio.to_thread(chat_connections, server.http_url)
+        before = await asyncio.to_thread(chat_connections, server)
         idle = loadgen.tree_rss(server.pid)
         watch = FloodWatch(server, before, peak_rss=idle)
         readings = [Reading() for _ in live]
@@ -424,14 +357,14 @@ async def flood(server: Server, settings: Settings) -> Figures:
         with sampling(watch.sample, SAMPLE_INTERVAL):
             with contextlib.suppress(TimeoutError, ConnectionClosed):
                 async with asyncio.timeout(limit):
-                    await send_flood(sender, messages, settings, watch)
+                    await send_flood(sender, messages, workload, watch)
                     await asyncio.gather(*readers)
             for task in [*readers, drainer]:
                 task.cancel()
             await asyncio.gather(*readers, drainer, return_exceptions=True)
         await asyncio.sleep(SETTLE)
         end = loadgen.tree_rss(server.pid)
-        after = await asyncio.to_thread(chat_connections, server.http_url)
+        after = await asyncio.to_thread(chat_connections, server)
         texts, close = await asyncio.to_thread(stalled.frames, HTTP_TIMEOUT)
     return flood_figures(messages, watch, (idle, end), (before, after), readings, (texts, close))
 
@@ -468,20 +401,20 @@ def flood_figures(
     }
 
 
-def stalled_once(settings: Settings, logs: Path) -> dict[str, Any]:
+def stalled_once(workload: Workload, logs: Path) -> dict[str, Any]:
     server = start_server("memory://", 1, logs / f"hub-{STALLED}.log")
     started = time.perf_counter()
     try:
-        figures = loadgen.run(flood(server, settings))
+        figures = loadgen.run(flood(server, workload))
     finally:
-        stop_server(server)
-    figures["server_errors_logged"] = errors_logged(server.log)
+        server.stop()
+    figures["server_errors_logged"] = errors_logged(server.log_path)
     return {"figures": figures, "seconds": time.perf_counter() - started, "loadavg_1min": os.getloadavg()[0]}
 
 
-def stalled_run(settings: Settings, logs: Path) -> dict[str, Any]:
+def stalled_run(workload: Workload, logs: Path) -> dict[str, Any]:
     try:
-        outcome = stalled_once(settings, logs)
+        outcome = stalled_once(workload, logs)
     except Exception as error:
         outcome = {"error": f"{type(error).__name__}: {error}"}
     progress("once", STALLED, outcome)
@@ -492,25 +425,7 @@ def stalled_run(settings: Settings, logs: Path) -> dict[str, Any]:
 
 
 def progress(step: str, scenario: str, outcome: dict[str, Any]) -> None:
-    if "error" in outcome:
-        detail = f"ERROR {outcome['error']}"
-    else:
-        figures = " ".join(f"{k}={number(v)}" for k, v in outcome["figures"].items())
-        detail = f"{figures} ({outcome['seconds']:.1f} s, load {outcome['loadavg_1min']:.1f})"
-    print(f"[{step}] {scenario:<23} {detail}", flush=True)
-
-
-def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """{scenario: {metric: median over runs}}; NaN samples and failed runs are left out."""
-    samples: dict[str, dict[str, list[float]]] = {}
-    for run in runs:
-        for metric, value in run.get("figures", {}).items():
-            if not math.isnan(value):
-                samples.setdefault(run["scenario"], {}).setdefault(metric, []).append(value)
-    return {
-        scenario: {metric: statistics.median(values) for metric, values in metrics.items()}
-        for scenario, metrics in samples.items()
-    }
+    print(f"[{step}] {scenario:<23} {common.outcome_line(outcome)}", flush=True)
 
 
 def ratios(summary: dict[str, dict[str, float]], configs: Sequence[Config]) -> dict[str, dict[str, float | None]]:
@@ -519,9 +434,7 @@ def ratios(summary: dict[str, dict[str, float]], configs: Sequence[Config]) -> d
     result: dict[str, dict[str, float | None]] = {}
     for config in configs:
         table = summary.get(config.scenario, {})
-        result[config.scenario] = {
-            metric: value / baseline[metric] if baseline.get(metric) else None for metric, value in table.items()
-        }
+        result[config.scenario] = {metric: ratio(value, baseline.get(metric)) for metric, value in table.items()}
     return result
 
 
@@ -534,7 +447,7 @@ FANOUT_COLUMNS = (
 )
 
 
-def print_fanout(summary: dict[str, dict[str, float]], configs: Sequence[Config], settings: Settings) -> None:
+def print_fanout(summary: dict[str, dict[str, float]], configs: Sequence[Config], workload: Workload) -> None:
     table = ratios(summary, configs)
     header = ["configuration", *(title for _, title in FANOUT_COLUMNS)]
     rows = [header]
@@ -542,28 +455,16 @@ def print_fanout(summary: dict[str, dict[str, float]], configs: Sequence[Config]
         values = summary.get(config.scenario, {})
         cells = [f"{number(values.get(m))} ({times(table[config.scenario].get(m))})" for m, _ in FANOUT_COLUMNS]
         rows.append([config.label, *cells])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     print(
-        f"\nFan-out: {settings.receivers} receivers, {settings.fanout_messages} messages at {settings.fanout_rate:g}/s"
+        f"\nFan-out: {workload.receivers} receivers, {workload.fanout_messages} messages at {workload.fanout_rate:g}/s"
     )
     print("medians; in brackets, the ratio to memory:// (lower is better except deliveries/s and delivered)")
     print("deliveries/s is the offered load (receivers x rate) while a server keeps up: latency and CPU tell apart")
-    for index, row in enumerate(rows):
-        print(
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if index == 0:
-            print("  ".join("-" * width for width in widths))
+    print(common.text_table(rows))
     for config in configs:
         share = summary.get(config.scenario, {}).get("busiest_worker_share")
         if share is not None:
             print(f"{config.label}: the busiest worker held {share:.0%} of the connections")
-
-
-def times(ratio: float | None) -> str:
-    return "-" if ratio is None or math.isnan(ratio) else f"x{ratio:.2f}"
 
 
 def integer(value: float | None) -> str:
@@ -597,36 +498,25 @@ def print_stalled(figures: dict[str, float]) -> None:
 # -- report ----------------------------------------------------------------------------------
 
 
-def versions() -> dict[str, str]:
-    found = common.versions(("starlette", "uvicorn", "websockets", "uvloop", "redis", "asyncpg", "psutil"))
-    found["redis-server"] = engine_version("redis-server")
-    found["postgres"] = engine_version("postgres")
-    return found
+PACKAGES = ("starlette", "uvicorn", "websockets", "uvloop", "redis", "asyncpg", "psutil")
 
 
 def meta(
-    settings: Settings, rounds: int, configs: Sequence[Config], notes: list[str], seconds: float
+    workload: Workload, rounds: int, configs: Sequence[Config], notes: list[str], seconds: float
 ) -> dict[str, Any]:
+    machine = common.machine(PACKAGES)
+    machine["versions"] |= {binary: engine_version(binary) for binary in ("redis-server", "postgres")}
     return {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "versions": versions(),
+        **machine,
         "app": APP,
         "pinning": "none: server, engines and load generator share every CPU",
         "rounds": rounds,
-        "settings": asdict(settings),
+        "settings": asdict(workload),
         "configs": {config.scenario: {**asdict(config), "label": config.label} for config in configs},
         "baseline": BASELINE.scenario,
         "notes": notes,
         "seconds": seconds,
     }
-
-
-def write_report(out: Path, report: dict[str, Any]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(clean(report), indent=2) + "\n")
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -649,14 +539,13 @@ def exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    settings = QUICK if args.quick else FULL
-    rounds = args.rounds or settings.rounds
+    workload = QUICK if args.quick else FULL
+    rounds = args.rounds or workload.rounds
     wanted = args.configs.split(",")
     configs = [config for config in CONFIGS if config.key in wanted]
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     loadgen.raise_nofile(65536)
-    logs = RESULTS / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = common.logs_dir()
     notes: list[str] = []
     runs: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -666,21 +555,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"note: {note}", flush=True)
         configs = [config for config in configs if config.engine in urls]
         print(f"{rounds} round(s) of {len(configs)} fan-out configuration(s), nothing pinned", flush=True)
-        runs += fanout_rounds(configs, urls, settings, rounds, logs)
+        runs += fanout_rounds(configs, urls, workload, rounds, logs)
         if not args.no_stalled:
-            runs.append(stalled_run(settings, logs))
-    summary = medians(runs)
-    print_fanout(summary, configs, settings)
+            runs.append(stalled_run(workload, logs))
+    summary = medians(runs, "scenario")
+    print_fanout(summary, configs, workload)
     print_stalled(summary.get(STALLED, {}))
     seconds = time.perf_counter() - started
     report = {
-        "meta": meta(settings, rounds, configs, notes, seconds),
+        "meta": meta(workload, rounds, configs, notes, seconds),
         "medians": summary,
         "ratios": ratios(summary, configs),
         "runs": runs,
     }
-    write_report(args.out, report)
-    print(f"\nraw figures: {args.out} ({seconds:.0f} s in all)")
+    common.write_json(args.out, report, started)
 
 
 if __name__ == "__main__":

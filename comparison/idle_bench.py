@@ -31,16 +31,13 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import json
 import math
 import multiprocessing
 import os
-import platform
 import queue
 import resource
+import signal
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,12 +46,11 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 
 from comparison import common, loadgen
-from comparison.bench import placement, wait_for_port
-from comparison.common import clean, free_port, number
+from comparison.common import RESULTS, number, placement
 from comparison.loadgen import split, tree_rss
+from comparison.stats import medians, ratio
+from harness.servers import UvicornServer
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "comparison" / "results"
 APP = "starlette_ws.app:app"
 MAX_MESSAGE_BYTES = 65536  # `make run`'s default
 FD_RESERVE = 100  # as `make run`: the connection cap is the open-files limit less this
@@ -90,15 +86,17 @@ BROADCAST_COLUMNS = ("p50_ms", "p99_ms", "last_ms", "delivered", "server_cpu_ms"
 
 
 @dataclass(frozen=True)
-class Settings:
+class Workload:
+    """How many connections in which steps, how many broadcasts (--quick: QUICK)."""
+
     counts: tuple[int, ...]
     broadcasts: int  # measured, after one unmeasured
     processes: int  # client processes
     settle: float  # seconds before each RSS reading
 
 
-FULL = Settings((1000, 5000, 10000), 5, 4, 1.0)
-QUICK = Settings((1000,), 3, 2, 0.5)
+FULL = Workload((1000, 5000, 10000), 5, 4, 1.0)
+QUICK = Workload((1000,), 3, 2, 0.5)
 
 
 # -- client processes ------------------------------------------------------------------------
@@ -184,36 +182,14 @@ def holder_process(base_url: str, first_id: int, compression: str | None, comman
 # -- the server ------------------------------------------------------------------------------
 
 
-def server_command(port: int, deflate: bool) -> list[str]:
+def start_server(deflate: bool, cpus: set[int] | None, log: Path) -> UvicornServer:
     """uvicorn as `make run` runs it, with the permessage-deflate switch set."""
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - FD_RESERVE
-    return [
-        sys.executable, "-m", "uvicorn", APP, "--host", common.HOST, "--port", str(port), *common.PROTOCOLS,
+    args = [
         "--ws-per-message-deflate", "true" if deflate else "false", "--limit-concurrency", str(limit),
         "--log-config", "starlette_ws/logging.json", "--ws-max-size", str(MAX_MESSAGE_BYTES),
     ]  # fmt: skip
-
-
-def start_server(port: int, deflate: bool, cpus: set[int] | None, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            server_command(port, deflate), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        if cpus:
-            os.sched_setaffinity(proc.pid, cpus)
-        wait_for_port(proc, port, log)
-    except BaseException:
-        kill(proc)
-        raise
-    return proc
-
-
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL: a graceful stop would broadcast every departure to everyone left."""
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=10)
+    return UvicornServer(APP, args=args, cpus=cpus, log_path=log, start_timeout=20.0, stop_timeout=10.0).start()
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -266,20 +242,19 @@ def broadcast_figures(reports: list[dict[str, Any]], sent_ns: int, receivers: in
     }
 
 
-def measure(
-    base_url: str, server: subprocess.Popen[bytes], configuration: Configuration, settings: Settings
-) -> dict[str, float]:
+def measure(server: UvicornServer, configuration: Configuration, workload: Workload) -> dict[str, float]:
     """Every figure of one run; the server is killed at the end, before the clients stop."""
     compression = configuration.compression
+    base_url = server.ws_url
     loadgen.run(warm_up(base_url, compression))
-    time.sleep(settings.settle)
+    time.sleep(workload.settle)
     baseline = tree_rss(server.pid)
     figures: dict[str, float] = {"rss_baseline_mib": baseline / 2**20}
     context = multiprocessing.get_context("spawn")
     replies = context.Queue()
-    channels = [context.Queue() for _ in range(settings.processes)]
-    most = max(settings.counts)
-    firsts = [FIRST_RECEIVER_ID + sum(split(most, settings.processes)[:i]) for i in range(settings.processes)]
+    channels = [context.Queue() for _ in range(workload.processes)]
+    most = max(workload.counts)
+    firsts = [FIRST_RECEIVER_ID + sum(split(most, workload.processes)[:i]) for i in range(workload.processes)]
     workers = [
         context.Process(target=holder_process, args=(base_url, first, compression, channel, replies), daemon=True)
         for first, channel in zip(firsts, channels, strict=True)
@@ -289,18 +264,18 @@ def measure(
     sender: Sender | None = None
     try:
         held = 0
-        for count in sorted(settings.counts):
-            for channel, share in zip(channels, split(count, settings.processes), strict=True):
+        for count in sorted(workload.counts):
+            for channel, share in zip(channels, split(count, workload.processes), strict=True):
                 channel.put(("open", share))
             steps = gather_replies(replies, len(workers), OPEN_WAIT)
             held = sum(step["held"] for step in steps)
-            time.sleep(settings.settle)
+            time.sleep(workload.settle)
             figures[f"kb_per_conn_{count}"] = (tree_rss(server.pid) - baseline) / max(held, 1) / 1000
             figures[f"failed_{count}"] = float(sum(step["failed"] for step in steps))
             figures[f"negotiated_{count}"] = sum(step["extensions"] for step in steps) / max(held, 1)
         sender = Sender(base_url, compression)
         runs = []
-        for sequence in range(-1, settings.broadcasts):
+        for sequence in range(-1, workload.broadcasts):
             cpu_before = loadgen.tree_cpu(server.pid)
             sent_ns = time.time_ns()
             sender.send(sequence)
@@ -332,33 +307,27 @@ def stop_workers(workers: list[Any]) -> None:
             worker.join(timeout=5)
 
 
-def run_once(configuration: Configuration, settings: Settings, logs: Path) -> dict[str, Any]:
+def kill(server: UvicornServer) -> None:
+    """SIGKILL: a graceful stop would broadcast every departure to everyone left."""
+    server.stop(signal.SIGKILL)
+
+
+def run_once(configuration: Configuration, workload: Workload, logs: Path) -> dict[str, Any]:
     server_cpus, client_cpus = placement(1)
     everything = os.sched_getaffinity(0)
-    port = free_port()
-    proc = start_server(port, configuration.server_deflate, server_cpus, logs / f"idle-{configuration.name}.log")
+    server = start_server(configuration.server_deflate, server_cpus, logs / f"idle-{configuration.name}.log")
     started = time.perf_counter()
     try:
         if client_cpus:
             os.sched_setaffinity(0, client_cpus)  # inherited by the client processes
-        figures = measure(f"ws://{common.HOST}:{port}", proc, configuration, settings)
+        figures = measure(server, configuration, workload)
     finally:
         os.sched_setaffinity(0, everything)
-        kill(proc)
+        kill(server)
     return {"figures": figures, "seconds": time.perf_counter() - started, "loadavg_1min": os.getloadavg()[0]}
 
 
 # -- summary ---------------------------------------------------------------------------------
-
-
-def medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """{configuration: {metric: median over rounds}}, NaN samples left out."""
-    samples: dict[str, dict[str, list[float]]] = {}
-    for run in runs:
-        for metric, value in run.get("figures", {}).items():
-            if not math.isnan(value):
-                samples.setdefault(run["configuration"], {}).setdefault(metric, []).append(value)
-    return {name: {m: statistics.median(v) for m, v in metrics.items()} for name, metrics in samples.items()}
 
 
 def paired_ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -371,9 +340,9 @@ def paired_ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         reference = configurations.get(REFERENCE, {})
         for name, figures in configurations.items():
             for metric, value in figures.items():
-                other = reference.get(metric)
-                if name != REFERENCE and other and not math.isnan(value) and not math.isnan(other):
-                    samples.setdefault(name, {}).setdefault(metric, []).append(value / other)
+                paired = ratio(value, reference.get(metric))
+                if name != REFERENCE and paired is not None:
+                    samples.setdefault(name, {}).setdefault(metric, []).append(paired)
     return {name: {m: statistics.median(v) for m, v in metrics.items()} for name, metrics in samples.items()}
 
 
@@ -401,18 +370,6 @@ def table_rows(summary: dict[str, dict[str, float]], counts: tuple[int, ...]) ->
     return rows
 
 
-def print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for index, row in enumerate(rows):
-        print(
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if index == 0:
-            print("  ".join("-" * w for w in widths))
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="idle chat connections: RSS per connection, one broadcast to all")
     parser.add_argument("--quick", action="store_true", help="1,000 connections only: a smoke run")
@@ -424,7 +381,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    settings = QUICK if args.quick else FULL
+    workload = QUICK if args.quick else FULL
     rounds = args.rounds or (1 if args.quick else 2)
     wanted = args.configurations.split(",")
     configurations = [c for c in CONFIGURATIONS if c.name in wanted]
@@ -432,18 +389,17 @@ def main(argv: list[str] | None = None) -> None:
     server_cpus, client_cpus = placement(1)
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     print(
-        f"{rounds} round(s), up to {max(settings.counts):,} connections, open-files limit {nofile}, "
+        f"{rounds} round(s), up to {max(workload.counts):,} connections, open-files limit {nofile}, "
         f"server CPUs {server_cpus or 'any'}, client CPUs {client_cpus or 'any'}",
         flush=True,
     )
-    logs = RESULTS / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = common.logs_dir()
     runs: list[dict[str, Any]] = []
     started = time.perf_counter()
     for round_ in range(1, rounds + 1):
         for configuration in configurations:
             try:
-                outcome = run_once(configuration, settings, logs)
+                outcome = run_once(configuration, workload, logs)
                 detail = " ".join(f"{k}={number(v)}" for k, v in outcome["figures"].items())
                 detail += f" ({outcome['seconds']:.0f} s, load {outcome['loadavg_1min']:.1f})"
             except Exception as error:  # one failed run must not end the study
@@ -451,10 +407,10 @@ def main(argv: list[str] | None = None) -> None:
                 detail = f"ERROR {outcome['error']}"
             print(f"[{round_}/{rounds}] {configuration.name:<20} {detail}", flush=True)
             runs.append({"round": round_, "configuration": configuration.name, **outcome})
-    summary = medians(runs)
+    summary = medians(runs, "configuration")
     ratios = paired_ratios(runs)
     print("\nMedians over rounds (KB = 1,000 bytes of server RSS per idle chat connection)")
-    print_table(table_rows(summary, settings.counts))
+    print(common.text_table(table_rows(summary, workload.counts)))
     if ratios:
         print(f"\nPaired ratios to {REFERENCE} (same round), medians")
         for name, metrics in ratios.items():
@@ -462,15 +418,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {name:<20} " + "  ".join(f"{m} {number(v)}" for m, v in metrics.items() if m.startswith(shown)))
     report = {
         "meta": {
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "versions": common.versions(("starlette", "uvicorn", "websockets", "uvloop", "httptools")),
+            **common.machine(("starlette", "uvicorn", "websockets", "uvloop", "httptools")),
             "pinning": {"server": sorted(server_cpus or []), "clients": sorted(client_cpus or [])},
             "open_files_limit": nofile,
             "rounds": rounds,
-            "settings": asdict(settings),
+            "settings": asdict(workload),
             "configurations": [asdict(c) for c in configurations],
             "reference": REFERENCE,
             "seconds": time.perf_counter() - started,
@@ -479,9 +431,7 @@ def main(argv: list[str] | None = None) -> None:
         "medians": summary,
         "ratios": ratios,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(clean(report), indent=2) + "\n")
-    print(f"\nraw figures: {args.out} ({time.perf_counter() - started:.0f} s in all)")
+    common.write_json(args.out, report, started)
 
 
 if __name__ == "__main__":

@@ -16,16 +16,13 @@ Every loop is bounded in count and in time. Command line, one JSON object on std
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import functools
 import json
 import math
 import multiprocessing
-import os
 import queue
 import resource
-import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from multiprocessing.synchronize import Event
@@ -36,7 +33,7 @@ from urllib.parse import urlsplit
 import psutil  # type: ignore[import-untyped, unused-ignore]
 from websockets.asyncio.client import ClientConnection, connect
 
-from comparison.rawclient import OP_TEXT, RawWebSocket, open_raw, text_frame
+from harness.rawws import OP_TEXT, RawWebSocket, StalledClient, open_raw, text_frame
 
 Figures = dict[str, float]
 T = TypeVar("T")
@@ -212,7 +209,7 @@ async def echo_async(base_url: str, clients: int, duration: float, server_pid: i
 def echo_round_trips(base_url: str, clients: int = 1, duration: float = 3.0, server_pid: int = 0) -> Figures:
     """Round trips per second on ``/ws`` with ``clients`` concurrent clients.
 
-    Uses the raw-frame client (see rawclient.py) so that the server, not the load
+    Uses the raw-frame client (see harness/rawws.py) so that the server, not the load
     generator, is what saturates. With ``server_pid``, also the server's CPU per round trip.
     """
     return run(echo_async(base_url, clients, duration, server_pid))
@@ -290,7 +287,7 @@ async def receivers_async(
 ) -> None:
     """Receive until every broadcast arrived or ``finish`` is set, report, hold until ``release``.
 
-    The receivers are raw clients (see rawclient.py): the ``websockets`` client would cost the
+    The receivers are raw clients (see harness/rawws.py): the ``websockets`` client would cost the
     load generator's CPU more per message than the servers spend. Connections stay open until
     the parent has read the server's CPU time, so that the departures (and the reference chat's
     "left the chat" storm) are not counted.
@@ -365,38 +362,6 @@ async def send_lines(
     return first_ns, cpu, collected
 
 
-def open_stalled(base_url: str, path: str, rcvbuf: int = 4096) -> socket.socket:
-    """A chat client that completes the handshake and then never reads (a small receive buffer).
-
-    A blocking socket, read one byte at a time up to the end of the handshake's response, so
-    nothing the server sends after it is consumed. Its owner closes it when the scenario is over.
-    """
-    parts = urlsplit(base_url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.settimeout(OPEN_TIMEOUT)
-        sock.connect((host, port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        response = b""
-        while not response.endswith(b"\r\n\r\n"):
-            byte = sock.recv(1)
-            if not byte:
-                raise ConnectionError("closed during the handshake")
-            response += byte
-        if response.split(b" ")[1:2] != [b"101"]:
-            raise ConnectionError(response.split(b"\r\n", 1)[0].decode(errors="replace"))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 def collect_reports(results: Any, count: int, finish: Event, grace: float) -> list[dict[str, Any]]:
     """The receiver processes' reports; stragglers get ``grace`` s to finish, then report what they have."""
     reports: list[dict[str, Any]] = []
@@ -440,9 +405,10 @@ def broadcast_fanout(
         first += share
     for worker in workers:
         worker.start()
-    held: list[socket.socket] = []
+    held: list[StalledClient] = []
+    port = urlsplit(base_url).port or 80
     try:
-        held += [open_stalled(base_url, f"/ws/{STALLED_ID + i}") for i in range(stalled)]
+        held += [StalledClient(port, f"/ws/{STALLED_ID + i}", timeout=OPEN_TIMEOUT) for i in range(stalled)]
         opened = failed = 0
         for _ in workers:
             got_open, got_failed = ready.get(timeout=60)
@@ -455,8 +421,8 @@ def broadcast_fanout(
     finally:
         finish.set()
         release.set()
-        for sock in held:
-            sock.close()
+        for client in held:
+            client.close()
         for worker in workers:
             worker.join(timeout=5)
             if worker.is_alive():

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -18,10 +16,10 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from harness import net
 from harness.servers import UvicornServer
 from tests.scenarios import Case
 
-ERROR_MARKERS = ("Traceback", "ERROR", "Exception in ASGI application")
 QUIET = 0.05  # how long "nothing more arrives" is watched for, on loopback
 
 
@@ -68,27 +66,39 @@ def closed_with(exc: ConnectionClosed) -> tuple[int, str] | None:
     return None if exc.rcvd is None else (exc.rcvd.code, exc.rcvd.reason)
 
 
-def drain(ws: ClientConnection, quiet: float = QUIET) -> tuple[list[str], tuple[int, str] | None, bool]:
-    """Read until `quiet` seconds pass with nothing new: (messages, close frame, connection ended)."""
+def receive(
+    ws: ClientConnection, timeout: float, count: int | None = None, until_quiet: bool = False
+) -> tuple[list[str], tuple[int, str] | None, bool]:
+    """Read up to `count` messages (no limit: None), waiting `timeout` seconds for each: (messages,
+    the server's close frame or None, whether the connection ended). A wait that runs out raises
+    TimeoutError, or with `until_quiet` ends the read."""
     messages: list[str] = []
     try:
-        while True:
-            messages.append(str(ws.recv(timeout=quiet)))
+        while count is None or len(messages) < count:
+            messages.append(str(ws.recv(timeout=timeout)))
     except TimeoutError:
-        return messages, None, False
+        if not until_quiet:
+            raise
     except ConnectionClosed as exc:
         return messages, closed_with(exc), True
+    return messages, None, False
+
+
+def drain(ws: ClientConnection, quiet: float = QUIET) -> tuple[list[str], tuple[int, str] | None, bool]:
+    """Read until `quiet` seconds pass with nothing new: (messages, close frame, connection ended)."""
+    return receive(ws, quiet, until_quiet=True)
 
 
 def read_replies(ws: ClientConnection, count: int, timeout: float = 5.0) -> tuple[list[str], tuple[int, str] | None]:
     """Up to `count` messages; stops early at a close."""
-    messages: list[str] = []
-    try:
-        for _ in range(count):
-            messages.append(str(ws.recv(timeout=timeout)))
-    except ConnectionClosed as exc:
-        return messages, closed_with(exc)
-    return messages, None
+    messages, close, _ = receive(ws, timeout, count)
+    return messages, close
+
+
+def read_to_close(ws: ClientConnection, timeout: float = 5) -> tuple[list[str], tuple[int, str] | None]:
+    """Every message until the connection ends: (messages, the server's close frame or None)."""
+    messages, close, _ = receive(ws, timeout)
+    return messages, close
 
 
 def play(server: UvicornServer, case: Case, quiet: float = QUIET) -> Transcript:
@@ -117,15 +127,9 @@ def log_has(server: UvicornServer, mark: int, needle: str, timeout: float = 3.0)
         time.sleep(0.02)
 
 
-def errors_in(log: str) -> list[str]:
-    return [marker for marker in ERROR_MARKERS if marker in log]
-
-
 def reset(ws: ClientConnection) -> None:
     """Kill a client's TCP connection with a RST, as a crashed process or a cut cable would."""
-    raw: socket.socket = ws.socket
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    raw.close()
+    net.reset(ws.socket)
 
 
 class Reader(threading.Thread):
@@ -184,16 +188,6 @@ class Producer(threading.Thread):
                     time.sleep(self.pace)
         except Exception as exc:  # the test looks at it when it matters
             self.error = exc
-
-
-def read_to_close(ws: ClientConnection, timeout: float = 5) -> tuple[list[str], tuple[int, str] | None]:
-    """Every message until the connection ends: (messages, the server's close frame or None)."""
-    messages: list[str] = []
-    try:
-        while True:
-            messages.append(str(ws.recv(timeout=timeout)))
-    except ConnectionClosed as exc:
-        return messages, closed_with(exc)
 
 
 def over_testclient(client: TestClient, case: Case) -> Transcript:

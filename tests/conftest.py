@@ -6,9 +6,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from harness.servers import UvicornServer
+from harness.services import PostgresServer, RedisServer
 from starlette_ws.app import create_app
 from starlette_ws.settings import Settings
-from tests.services import PostgresServer, RedisServer, start_postgres, start_redis
+from tests.services import start_postgres, start_redis
 
 
 @pytest.fixture(scope="session")

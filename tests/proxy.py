@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import threading
 
-from harness.servers import free_port
+from harness.net import free_port
 
 HOST = "127.0.0.1"
 CHUNK = 65536

@@ -9,7 +9,6 @@ editable install of this checkout is not on the path: starlette_ws comes from th
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import pytest
 from starlette.testclient import TestClient
 from websockets.sync.client import connect
 
-from harness.servers import ROOT, free_port, wait_for_port
+from harness.servers import ROOT, UvicornServer
 from starlette_ws.app import create_app
 from starlette_ws.settings import Settings
 
@@ -85,24 +84,22 @@ def installed(dist: Dist, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def served(installed: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`uvicorn starlette_ws.app:app` from an empty working directory."""
     cwd = tmp_path_factory.mktemp("elsewhere")
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "TEMPLATES_DIR")}
-    log = (cwd / "uvicorn.log").open("wb")
-    command = [str(installed), "-m", "uvicorn", "starlette_ws.app:app", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=log)
-    try:
-        wait_for_port(port, process=process)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(15)
-        log.close()
+    env: dict[str, str | None] = {"PYTHONPATH": None, "TEMPLATES_DIR": None}
+    server = UvicornServer(python=str(installed), cwd=cwd, env=env, protocols=False, log_path=cwd / "uvicorn.log")
+    with server:
+        yield f"127.0.0.1:{server.port}"
 
 
-def test_the_sdist_holds_the_readme_templates_tests_and_log_config(dist: Dist) -> None:
+def test_the_sdist_holds_the_readme_templates_tests_harness_and_log_config(dist: Dist) -> None:
     with tarfile.open(dist.sdist) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    expected = {"README.md", "starlette_ws/logging.json", "tests/conftest.py", "tests/test_package.py"}
+    expected = {
+        "README.md",
+        "starlette_ws/logging.json",
+        "tests/conftest.py",
+        "tests/test_package.py",
+        "harness/servers.py",
+    }
     assert expected | {f"templates/{name}" for name in TEMPLATES} <= names
 
 
@@ -110,6 +107,7 @@ def test_the_wheel_holds_the_templates_and_log_config(dist: Dist) -> None:
     names = set(zipfile.ZipFile(dist.wheel).namelist())
     expected = {"starlette_ws/logging.json", "starlette_ws/templates/__init__.py"}
     assert expected | {f"starlette_ws/templates/{name}" for name in TEMPLATES} <= names
+    assert not [name for name in names if name.startswith(("harness/", "tests/", "comparison/"))]
 
 
 def test_the_package_is_imported_from_the_wheel(installed: Path) -> None:

@@ -12,10 +12,10 @@ import pytest
 import redis
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
-from harness.servers import free_port
+from harness.net import free_port
+from harness.services import RedisServer
 from starlette_ws.app import create_app
 from starlette_ws.settings import Settings
-from tests.services import RedisServer
 
 app = create_app(Settings())
 client = TestClient(app)

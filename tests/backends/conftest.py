@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.services import PostgresServer, RedisServer
+from harness.services import PostgresServer, RedisServer
 
 
 @pytest.fixture

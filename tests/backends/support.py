@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.services import RedisServer
 from starlette_ws.backends import Backend, Event, backend_for_url
-from tests.services import RedisServer
 
 
 class Listener:

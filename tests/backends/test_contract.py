@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import anyio
 import pytest
 
+from harness.net import free_port
+from harness.services import PostgresServer, RedisServer
 from starlette_ws.backends import BackendError, Event
 from tests.backends.support import Listener, connected, nothing_within, publish_until_heard
-from tests.services import PostgresServer, RedisServer, free_port
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ import anyio
 import asyncpg
 import pytest
 
+from harness.services import PostgresServer
 from starlette_ws.backends import MessageTooLarge, PublishUncertain, backend_for_url
 from starlette_ws.backends.postgres import MAX_PAYLOAD, PostgresBackend
 from tests.backends.support import Listener, connected, publish_until_heard
 from tests.proxy import Proxy
-from tests.services import PostgresServer
 
 LOGGER = "starlette_ws.backends.postgres"
 

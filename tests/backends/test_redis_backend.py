@@ -6,10 +6,10 @@ import time
 import anyio
 import pytest
 
+from harness.services import RedisServer
 from starlette_ws.backends import BackendError, PublishUncertain, backend_for_url
 from starlette_ws.backends.redis import RedisBackend
 from tests.backends.support import Listener, connected, nothing_within, paused
-from tests.services import RedisServer
 
 LOGGER = "starlette_ws.backends.redis"
 

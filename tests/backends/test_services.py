@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.services import find_binary, require
+from harness.services import find_binary
+from tests.services import require
 
 
 def test_finds_postgres_binaries_off_path() -> None:

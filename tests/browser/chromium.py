@@ -7,14 +7,13 @@ Chromium is launched by path, headless, with everything that would reach the net
 from __future__ import annotations
 
 import importlib.util
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from harness import services
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Playwright
 
-CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 LAUNCH_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -30,10 +29,12 @@ def unavailable() -> str | None:
     """Why the browser tests cannot run here, or None when they can."""
     if importlib.util.find_spec("playwright") is None:
         return "the playwright package is not installed (pip install -e '.[browser]')"
-    if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
-        return f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)"
+    try:
+        services.chromium()
+    except services.Unavailable as exc:
+        return str(exc)
     return None
 
 
 def launch(playwright: Playwright) -> Browser:
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    return playwright.chromium.launch(executable_path=services.chromium(), args=LAUNCH_ARGS)

@@ -22,19 +22,18 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from harness.servers import UvicornServer
+from harness.rawws import StalledClient
+from harness.servers import UvicornServer, errors_in
 from tests.clients import (
     Producer,
     Reader,
     drain,
-    errors_in,
     headers_of,
     log_has,
     read_replies,
     ws_connect,
 )
 from tests.parity.conftest import OURS, REFERENCE, StartServer
-from tests.rawws import StalledClient
 from tests.scenarios import ALL, Case
 
 _ids = itertools.count(7000)
@@ -65,8 +64,11 @@ def test_rejection_under_testclient() -> None:
     """TestClient side: the reference closes 1008 and says nothing useful for missing credentials; ours
     says why: the same 403 denial with the error list as over uvicorn, since TestClient offers the
     denial extension."""
-    from comparison.fastapi_app import app as reference_app
+    from uvicorn.importer import import_from_string
+
     from starlette_ws.app import create_app
+
+    reference_app = import_from_string(REFERENCE)  # by name, as the servers load it
 
     def outcome(app: object, path: str) -> tuple[str, int, str]:
         with TestClient(app) as client:  # type: ignore[arg-type]

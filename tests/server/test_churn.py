@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.request
 
 import psutil
 from websockets.asyncio.client import connect
@@ -15,12 +13,6 @@ from harness.servers import UvicornServer
 CYCLES = 5000
 WARM_UP = 2000  # the allocator settles first; after it growth is noise, not a per-connection leak
 CONCURRENCY = 25
-
-
-def health(server: UvicornServer) -> dict[str, object]:
-    with urllib.request.urlopen(server.http_url + "/health", timeout=5) as response:
-        result: dict[str, object] = json.loads(response.read())
-        return result
 
 
 async def churn(server: UvicornServer, cycles: int) -> None:
@@ -42,7 +34,7 @@ async def churn(server: UvicornServer, cycles: int) -> None:
 
 def wait_for_empty_registry(server: UvicornServer, timeout: float = 20) -> int:
     deadline = time.monotonic() + timeout
-    while (count := int(str(health(server)["chat_connections"]))) and time.monotonic() < deadline:
+    while (count := int(str(server.health()["chat_connections"]))) and time.monotonic() < deadline:
         time.sleep(0.1)
     return count
 

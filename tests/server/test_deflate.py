@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,8 @@ from pathlib import Path
 
 from websockets.sync.client import connect
 
-from harness.servers import ROOT, free_port, wait_for_port
+from harness.net import free_port, stop_process, wait_for_port
+from harness.servers import ROOT
 
 BIN = Path(sys.executable).parent
 
@@ -58,12 +58,7 @@ def make_run(*variables: str) -> Iterator[int]:
         wait_for_port(port, timeout=20, process=process)
         yield port
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        stop_process(process, 10, group=True)
 
 
 def negotiated(port: int) -> str | None:

@@ -7,7 +7,6 @@ import json
 import signal
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -121,12 +120,6 @@ def test_error_in_a_handler_closes_1011_logs_once_and_others_carry_on() -> None:
     assert "Exception in ASGI application" not in log
 
 
-def health(server: UvicornServer) -> dict[str, object]:
-    with urllib.request.urlopen(server.http_url + "/health", timeout=5) as response:
-        result: dict[str, object] = json.loads(response.read())
-        return result
-
-
 def test_graceful_shutdown_tells_every_client_and_nobody_leaves_twice() -> None:
     server = UvicornServer(args=["--timeout-graceful-shutdown", "3"]).start()
     outcomes: dict[str, tuple[list[str], tuple[int, str] | None]] = {}
@@ -136,7 +129,7 @@ def test_graceful_shutdown_tells_every_client_and_nobody_leaves_twice() -> None:
             "items": stack.enter_context(ws_connect(server, "/items/i/ws?token=t")),
             **{f"chat{n}": stack.enter_context(ws_connect(server, f"/ws/{n}")) for n in range(1, 4)},
         }
-        assert health(server)["chat_connections"] == 3
+        assert server.health()["chat_connections"] == 3
 
         def read(name: str) -> None:
             outcomes[name] = read_to_close(sockets[name], timeout=10)

@@ -20,9 +20,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import ClientConnection
 
+from harness.rawws import StalledClient
 from harness.servers import UvicornServer
 from tests.clients import Reader, ws_connect
-from tests.rawws import StalledClient
 
 MOST_CONNECTIONS = 40
 MESSAGES = 2  # per connection

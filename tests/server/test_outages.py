@@ -21,11 +21,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from harness.servers import UvicornServer
+from harness.services import PostgresServer, RedisServer
 from tests.backends.support import paused
 from tests.clients import ws_connect
 from tests.proxy import Proxy
-from tests.server.test_scale_out import health, terminate_listeners, two_processes, wait_for_subscribers
-from tests.services import PostgresServer, RedisServer
+from tests.server.test_scale_out import terminate_listeners, two_processes, wait_for_subscribers
 
 HOLD_BOUND = 1.0  # asserted: contract B21 says 0.5 s; the margin absorbs a loaded test machine
 BACK_WITHIN = 2.0  # contract B21: first delivery this long after the engine is back
@@ -126,7 +126,7 @@ def test_restart_first_delivery_within_2s_and_senders_never_held(engine: RedisSe
         engine.stop()
         chatter = Chatter(one)
         time.sleep(2.5)
-        deaf = health(a)["listening"]
+        deaf = a.health()["listening"]
         engine.start()
         back = time.monotonic()
         first_b = heard.first("Client #1 says: ping", after=back) - back
@@ -137,7 +137,7 @@ def test_restart_first_delivery_within_2s_and_senders_never_held(engine: RedisSe
         first_a = min(at for at in chatter.own_copies if at > back) - back
         first = max(first_a, first_b)  # both processes hear the chat again
         log = a.log_since(mark)
-        listening = health(a)["listening"]
+        listening = a.health()["listening"]
     name = type(engine).__name__
     print(
         f"\n{name} restart: first delivery {first_b:.2f} s (other process), {first_a:.2f} s (own process)"

@@ -18,9 +18,9 @@ import psutil
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from harness.rawws import StalledClient
 from harness.servers import UvicornServer
 from tests.clients import ws_connect
-from tests.rawws import StalledClient
 
 DRAIN_TIMEOUT = 1.0
 HANDSHAKE_TIMEOUT = 1.0

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-import urllib.request
 from collections.abc import Iterator
 
 import asyncpg
@@ -15,8 +13,8 @@ from websockets.asyncio.client import connect
 from websockets.sync.client import ClientConnection
 
 from harness.servers import UvicornServer
+from harness.services import PostgresServer, RedisServer
 from tests.clients import read_to_close, ws_connect
-from tests.services import PostgresServer, RedisServer
 
 
 @contextlib.contextmanager
@@ -46,25 +44,19 @@ def pair(request: pytest.FixtureRequest) -> tuple[UvicornServer, UvicornServer]:
     return result
 
 
-def health(server: UvicornServer) -> dict[str, object]:
-    with urllib.request.urlopen(server.http_url + "/health", timeout=5) as response:
-        result: dict[str, object] = json.loads(response.read())
-        return result
-
-
 def recv_all(ws: ClientConnection, count: int) -> list[str]:
     return [str(ws.recv(timeout=10)) for _ in range(count)]
 
 
 def wait_for_subscribers(*servers: UvicornServer, count: int) -> None:
     deadline = time.monotonic() + 10
-    while sum(int(str(health(s)["chat_connections"])) for s in servers) < count and time.monotonic() < deadline:
+    while sum(int(str(s.health()["chat_connections"])) for s in servers) < count and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
 def test_chat_spans_processes_and_you_wrote_stays_local(pair: tuple[UvicornServer, UvicornServer]) -> None:
     a, b = pair
-    assert health(a)["broadcast"] == health(b)["broadcast"] != "memory"
+    assert a.health()["broadcast"] == b.health()["broadcast"] != "memory"
     with ws_connect(a, "/ws/1") as one, ws_connect(b, "/ws/2") as two:
         with ws_connect(b, "/ws/3") as three:
             wait_for_subscribers(a, b, count=3)
@@ -158,6 +150,6 @@ def test_many_clients_join_and_leave_at_once(pair: tuple[UvicornServer, UvicornS
 
     asyncio.run(crowd())
     deadline = time.monotonic() + 10
-    while (health(a)["chat_connections"], health(b)["chat_connections"]) != (0, 0) and time.monotonic() < deadline:
+    while (a.health()["chat_connections"], b.health()["chat_connections"]) != (0, 0) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert (health(a)["chat_connections"], health(b)["chat_connections"]) == (0, 0)
+    assert (a.health()["chat_connections"], b.health()["chat_connections"]) == (0, 0)

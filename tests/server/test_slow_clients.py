@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
-import urllib.request
 
+from harness.rawws import StalledClient
 from harness.servers import UvicornServer
 from tests.clients import ws_connect
-from tests.rawws import StalledClient
 
 MESSAGE = "x" * 60_000
 COUNT = 150  # 9 MB: past the loopback buffers (4 MB send side) and the 1 MiB outbox
-
-
-def chat_connections(server: UvicornServer) -> int:
-    with urllib.request.urlopen(server.http_url + "/health", timeout=5) as response:
-        count: int = json.loads(response.read())["chat_connections"]
-        return count
 
 
 def test_client_that_stops_reading_is_cut_off_and_others_get_everything(server: UvicornServer) -> None:
@@ -30,7 +22,7 @@ def test_client_that_stops_reading_is_cut_off_and_others_get_everything(server: 
         sender = live[903]
         stack.callback(stalled.reset)
         deadline = time.monotonic() + 30
-        while chat_connections(server) < 4 and time.monotonic() < deadline:
+        while server.health()["chat_connections"] < 4 and time.monotonic() < deadline:
             time.sleep(0.02)
 
         def read(n: int) -> None:
@@ -45,7 +37,7 @@ def test_client_that_stops_reading_is_cut_off_and_others_get_everything(server: 
             time.sleep(1 / 40)
         for reader in readers:
             reader.join(60)
-        cut_off_count = chat_connections(server)
+        cut_off_count = server.health()["chat_connections"]
         frames, close = stalled.frames()
 
     expected = [f"Client #903 says: {i:04d}{MESSAGE}" for i in range(COUNT)]
@@ -65,14 +57,14 @@ def test_cut_off_client_that_also_misses_its_pings_logs_no_error() -> None:
         try:
             with ws_connect(server, "/ws/951") as sender:
                 deadline = time.monotonic() + 10
-                while chat_connections(server) < 2 and time.monotonic() < deadline:
+                while server.health()["chat_connections"] < 2 and time.monotonic() < deadline:
                     time.sleep(0.02)
                 for i in range(COUNT):  # until the stalled client's outbox overflows
                     sender.send(f"{i:04d}{MESSAGE}")
                     time.sleep(1 / 40)
-                    if chat_connections(server) == 1:
+                    if server.health()["chat_connections"] == 1:
                         break
-                assert chat_connections(server) == 1
+                assert server.health()["chat_connections"] == 1
                 time.sleep(3)  # past the ping interval and timeout
                 _, close = stalled.frames()
         finally:

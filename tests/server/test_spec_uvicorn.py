@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import re
-import socket
-import struct
 import urllib.request
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from harness.servers import UvicornServer
-from tests.clients import play, ws_connect
+from harness.servers import UvicornServer, errors_in
+from tests.clients import play, reset, ws_connect
 from tests.scenarios import ALL, Case
-
-ERROR_MARKERS = ("Traceback", "ERROR", "Exception in ASGI application")
 
 
 @pytest.mark.parametrize("case", ALL, ids=lambda case: case.id)
@@ -44,7 +40,7 @@ def test_normal_close_and_binary_frames_log_no_error(server: UvicornServer) -> N
             assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1003, "Text frames only")
     log = server.log_since(mark)
     assert "[accepted]" in log
-    assert not [marker for marker in ERROR_MARKERS if marker in log], log
+    assert not errors_in(log), log
 
 
 def test_chat_between_clients_and_departure(server: UvicornServer) -> None:
@@ -61,9 +57,7 @@ def test_dead_client_does_not_stop_a_broadcast(server: UvicornServer) -> None:
     with contextlib.ExitStack() as stack:
         live = [stack.enter_context(ws_connect(server, f"/ws/{n}")) for n in (201, 202)]
         with ws_connect(server, "/ws/203") as dead:
-            raw: socket.socket = dead.socket
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
-            raw.close()
+            reset(dead)
         for i in range(20):
             live[0].send(f"m{i}")
         received = [live[1].recv(timeout=5) for _ in range(21)]

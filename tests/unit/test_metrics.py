@@ -15,11 +15,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient, WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
+from harness.services import RedisServer
 from starlette_ws.app import create_app
 from starlette_ws.metrics import code_label, dead_pids
 from starlette_ws.settings import Settings
 from tests.apps import faulty_app
-from tests.services import RedisServer, start_redis
+from tests.services import start_redis
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
