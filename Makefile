@@ -61,7 +61,7 @@ test: install system-deps
 lint: install
 	$(BIN)/ruff check starlette_ws harness tests comparison scripts
 	$(BIN)/ruff format --check starlette_ws harness tests comparison scripts
-	$(BIN)/mypy --strict starlette_ws
+	$(BIN)/mypy --strict starlette_ws harness tests comparison scripts
 
 format: install
 	$(BIN)/ruff format starlette_ws harness tests comparison scripts

@@ -37,7 +37,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import psutil  # type: ignore[import-untyped, unused-ignore]
+import psutil
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 

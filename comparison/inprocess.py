@@ -23,14 +23,15 @@ import cProfile
 import os
 import pstats
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 
 from starlette.websockets import WebSocketDisconnect
 
 Message = MutableMapping[str, Any]
 App = Callable[
-    [MutableMapping[str, Any], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+    [MutableMapping[str, Any], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+    Coroutine[Any, Any, None],
 ]
 
 
@@ -145,14 +146,14 @@ def load(name: str) -> App:
         from starlette_ws.app import create_app
         from starlette_ws.settings import Settings
 
-        return create_app(Settings.from_environ())  # type: ignore[return-value]
+        return create_app(Settings.from_environ())
     if name == "bare":
         from comparison.bare_app import app
 
         return app
     from comparison.fastapi_app import app as fastapi_app
 
-    return fastapi_app  # type: ignore[return-value]
+    return fastapi_app
 
 
 def measure(name: str, messages: int, repeat: int) -> float:

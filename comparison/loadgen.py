@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import psutil  # type: ignore[import-untyped, unused-ignore]
+import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 from harness.rawws import OP_TEXT, RawWebSocket, StalledClient, open_raw, text_frame
@@ -454,6 +454,7 @@ async def idle_holder_async(base_url: str, commands: Any, replies: Any) -> None:
                 break
             if command is None:
                 break
+            connections: list[ClientConnection]
             connections, failed = await open_many([f"{base_url}/ws"] * (command - len(held)))
             held.extend(connections)
             replies.put((len(held), failed))

@@ -36,7 +36,7 @@ FUZZING = FUZZ_EXAMPLES > 0
 fuzz = settings(
     max_examples=FUZZ_EXAMPLES if FUZZING else 150,
     derandomize=not FUZZING,
-    **({} if FUZZING else {"database": None}),
+    **({} if FUZZING else {"database": None}),  # type: ignore[arg-type]
     deadline=None,
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],

@@ -44,7 +44,7 @@ GRACEFUL = ["--timeout-graceful-shutdown", "3"]  # a stuck reference must not ho
 def refusal(server: UvicornServer, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     with pytest.raises(InvalidStatus) as refused, ws_connect(server, path, headers):
         pass
-    return refused.value.response.status_code, refused.value.response.body or b""
+    return refused.value.response.status_code, bytes(refused.value.response.body or b"")
 
 
 @pytest.mark.contract("B1")

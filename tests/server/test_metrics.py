@@ -118,7 +118,7 @@ def test_a_killed_worker_stops_counting_as_open(two_workers: UvicornServer) -> N
         assert echo(after, RECEIVED) == len(clients) * MESSAGES
 
 
-OUTBOX = ("starlette_ws_chat_outbox_bytes", frozenset())
+OUTBOX: tuple[str, frozenset[tuple[str, str]]] = ("starlette_ws_chat_outbox_bytes", frozenset())
 BIG = "x" * 60_000
 BIG_COUNT = 150  # 9 MB: past the loopback buffers (4 MB send side)
 
