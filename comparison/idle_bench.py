@@ -48,6 +48,7 @@ from websockets.asyncio.client import ClientConnection
 from comparison import common, loadgen
 from comparison.common import RESULTS, number, placement
 from comparison.loadgen import split, tree_rss
+from comparison.report.idle import BROADCAST_COLUMNS, summary_rows
 from comparison.stats import medians, ratio
 from harness.servers import UvicornServer
 
@@ -80,9 +81,6 @@ CONFIGURATIONS = (
     Configuration("deflate-not-offered", server_deflate=True, client_offers=False),
     Configuration(REFERENCE, server_deflate=False, client_offers=True),
 )
-
-
-BROADCAST_COLUMNS = ("p50_ms", "p99_ms", "last_ms", "delivered", "server_cpu_ms")
 
 
 @dataclass(frozen=True)
@@ -346,30 +344,6 @@ def paired_ratios(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return {name: {m: statistics.median(v) for m, v in metrics.items()} for name, metrics in samples.items()}
 
 
-def table_rows(summary: dict[str, dict[str, float]], counts: tuple[int, ...]) -> list[list[str]]:
-    """Rows of the summary table (the report builder prints the same columns)."""
-    header = [
-        "configuration", "server deflate", "client offers", *(f"KB/conn {c:,}" for c in counts),
-        "negotiated", "broadcast p50 ms", "p99 ms", "last ms", "delivered", "server CPU ms",
-    ]  # fmt: skip
-    rows = [header]
-    for configuration in CONFIGURATIONS:
-        figures = summary.get(configuration.name)
-        if figures is None:
-            continue
-        rows.append(
-            [
-                configuration.name,
-                "on" if configuration.server_deflate else "off",
-                "yes" if configuration.client_offers else "no",
-                *(number(figures.get(f"kb_per_conn_{c}")) for c in counts),
-                number(figures.get(f"negotiated_{max(counts)}")),
-                *(number(figures.get(f"broadcast_{m}")) for m in BROADCAST_COLUMNS),
-            ]
-        )
-    return rows
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="idle chat connections: RSS per connection, one broadcast to all")
     parser.add_argument("--quick", action="store_true", help="1,000 connections only: a smoke run")
@@ -410,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = medians(runs, "configuration")
     ratios = paired_ratios(runs)
     print("\nMedians over rounds (KB = 1,000 bytes of server RSS per idle chat connection)")
-    print(common.text_table(table_rows(summary, workload.counts)))
+    print(common.text_table(summary_rows(summary, [asdict(c) for c in CONFIGURATIONS], workload.counts)))
     if ratios:
         print(f"\nPaired ratios to {REFERENCE} (same round), medians")
         for name, metrics in ratios.items():

@@ -18,12 +18,9 @@ from comparison.report.results import (
     ratio,
     value,
 )
+from comparison.stats import lower_is_better
 
 CPU = "server_cpu_us_per_op"
-
-
-def lower_is_better(metric: str) -> bool:
-    return not (metric.endswith("_per_s") or metric == "delivered")
 
 
 def machine_section(bench: dict[str, Any], environment: dict[str, Any] | None) -> str:

@@ -8,14 +8,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from comparison.common import number
+from comparison.stats import times
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 __all__ = ["ROOT", "number", "one_line", "relative", "scrub", "table", "times"]
-
-
-def times(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}×"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[int] = ()) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from comparison import stats
 from comparison.report.markdown import ROOT
 
 RESULTS = ROOT / "comparison" / "results"
@@ -80,11 +81,10 @@ def value(medians: Medians, scenario: str, app: str, metric: str) -> float | Non
 
 
 def ratio(medians: Medians, scenario: str, metric: str, other: str) -> float | None:
-    ours, theirs = value(medians, scenario, OURS, metric), value(medians, scenario, other, metric)
-    return None if ours is None or not theirs else ours / theirs
+    """Ours / the other app's, one metric in one scenario."""
+    return stats.ratio(value(medians, scenario, OURS, metric), value(medians, scenario, other, metric))
 
 
 def cross_ratio(medians: Medians, scenario: str, base: str, metric: str, app: str = OURS) -> float | None:
     """One app's figure in `scenario` divided by its figure in `base`."""
-    mine, before = value(medians, scenario, app, metric), value(medians, base, app, metric)
-    return None if mine is None or not before else mine / before
+    return stats.ratio(value(medians, scenario, app, metric), value(medians, base, app, metric))
