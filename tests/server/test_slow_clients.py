@@ -8,7 +8,7 @@ import time
 
 from harness.rawws import StalledClient
 from harness.servers import UvicornServer
-from tests.clients import ws_connect
+from tests.clients import Reader, ws_connect
 
 MESSAGE = "x" * 60_000
 COUNT = 150  # 9 MB: past the loopback buffers (4 MB send side) and the 1 MiB outbox
@@ -56,6 +56,9 @@ def test_cut_off_client_that_also_misses_its_pings_logs_no_error() -> None:
         stalled = StalledClient(server, "/ws/950")
         try:
             with ws_connect(server, "/ws/951") as sender:
+                # The sender reads what it is sent, so that it answers its own pings: only the
+                # stalled client may miss them (left unread, its keepalive would race the cut-off).
+                Reader(sender)
                 deadline = time.monotonic() + 10
                 while server.health()["chat_connections"] < 2 and time.monotonic() < deadline:
                     time.sleep(0.02)
