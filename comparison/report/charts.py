@@ -19,6 +19,12 @@ COLOURS = {OURS: "#2a7ab0", REFERENCE: "#e0882b", FLOOR: "#9a9a9a"}
 LOC_CHART = "loc.png"
 CPU_RATIO_CHART = "cpu_ratio.png"
 CPU = "server_cpu_us_per_op"
+FANOUTS = (  # (scenario, bar label) of the broadcast charts
+    ("broadcast-100", "100 clients, paced"),
+    ("broadcast-1000", "1000 clients, paced"),
+    ("burst-200", "200 clients, unpaced"),
+    ("burst-1000", "1000 clients, unpaced"),
+)
 
 
 @dataclass(frozen=True)
@@ -53,23 +59,13 @@ HEADLINES = (
         "fanout.png",
         "Broadcast deliveries per second (higher is better)",
         "deliveries/s",
-        (
-            ("broadcast-100", "deliveries_per_s", "100 clients, paced"),
-            ("broadcast-1000", "deliveries_per_s", "1000 clients, paced"),
-            ("burst-200", "deliveries_per_s", "200 clients, unpaced"),
-            ("burst-1000", "deliveries_per_s", "1000 clients, unpaced"),
-        ),
+        tuple((scenario, "deliveries_per_s", label) for scenario, label in FANOUTS),
     ),
     Headline(
         "fanout_p99.png",
         "Broadcast delivery latency, p99 (lower is better)",
         "ms",
-        (
-            ("broadcast-100", "p99_ms", "100 clients, paced"),
-            ("broadcast-1000", "p99_ms", "1000 clients, paced"),
-            ("burst-200", "p99_ms", "200 clients, unpaced"),
-            ("burst-1000", "p99_ms", "1000 clients, unpaced"),
-        ),
+        tuple((scenario, "p99_ms", label) for scenario, label in FANOUTS),
     ),
     Headline(
         "rss.png",

@@ -6,7 +6,6 @@ import json
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,47 +20,20 @@ TUTORIAL = "fastapi-uvicorn"  # the twin on uvicorn's own protocols, as its tuto
 Medians = dict[str, dict[str, dict[str, float | None]]]  # {scenario: {app: {metric: median}}}
 
 
-@dataclass(frozen=True)
 class Results:
     """Where each result file is; a missing file makes its section say so."""
 
-    directory: Path
-
-    @property
-    def bench(self) -> Path:
-        return self.directory / "bench.json"
-
-    @property
-    def hub(self) -> Path:
-        return self.directory / "hub_bench.json"
-
-    @property
-    def idle(self) -> Path:
-        return self.directory / "idle_bench.json"
-
-    @property
-    def parity(self) -> Path:
-        return self.directory / "parity.xml"
-
-    @property
-    def timing(self) -> Path:
-        return self.directory / "timing.json"
-
-    @property
-    def environment(self) -> Path:
-        return self.directory / "environment.json"
-
-    @property
-    def loc(self) -> Path:
-        return self.directory / "loc.json"
-
-    @property
-    def packages(self) -> Path:
-        return self.directory / "packages.json"
-
-    @property
-    def contract(self) -> Path:
-        return self.directory / "contract.json"
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.bench = directory / "bench.json"
+        self.hub = directory / "hub_bench.json"
+        self.idle = directory / "idle_bench.json"
+        self.parity = directory / "parity.xml"
+        self.timing = directory / "timing.json"
+        self.environment = directory / "environment.json"
+        self.loc = directory / "loc.json"
+        self.packages = directory / "packages.json"
+        self.contract = directory / "contract.json"
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
