@@ -1,0 +1,95 @@
+"""What a room's history and presence engine does, whichever engine keeps them.
+
+A room's messages are numbered: each gets the room's next offset (one more than the last), the
+same number in every process, and is published on the room's channel in that order. The engine
+keeps the last `ROOM_HISTORY` entries younger than `ROOM_HISTORY_SECONDS`, under an epoch: a
+random name for this run of the history, which changes when the history is lost (a memory store
+restarted, Redis flushed, the table dropped), so that a client that reconnects with an old epoch
+learns it has missed what it cannot get back.
+
+Every payload is a JSON object whose first two members are the offset and the epoch, followed by
+the caller's members (`rest`, the object's text after its opening brace):
+`{"offset":12,"epoch":"9f3c0a1b2c3d4e5f","type":"message",...}`. Engines that build the payload
+where the offset is assigned (a Lua script, one SQL statement) concatenate exactly that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Protocol
+
+MAX_CHANNEL_BYTES = 63  # PostgreSQL's identifiers (NAMEDATALEN - 1); the other engines allow more
+
+
+def payload(offset: int, epoch: str, rest: str) -> str:
+    """The text clients receive for one entry; `rest` is a JSON object's text after its `{`."""
+    return f'{{"offset":{offset},"epoch":"{epoch}",{rest}'
+
+
+def room_channel(prefix: str, room: str) -> str:
+    """The broadcast channel of a room: `prefix` + the name, or + a digest of it where that would
+    be longer than every engine allows."""
+    channel = f"{prefix}room:{room}"
+    if len(channel.encode()) <= MAX_CHANNEL_BYTES:
+        return channel
+    return f"{prefix}room#{hashlib.blake2b(room.encode(), digest_size=12).hexdigest()}"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    offset: int
+    epoch: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What a client reconnecting with `since` gets first: the retained entries after it."""
+
+    epoch: str  # the history's epoch now
+    entries: tuple[Entry, ...]  # every retained entry with an offset above `since`, in order
+    last: int  # the room's last offset (0: nothing said yet)
+    missed: int | None  # entries after `since` that are not retained: 0 none, None unknown (epoch changed)
+
+
+class HistoryError(Exception):
+    """The engine could not be reached or answered wrongly; nothing was appended."""
+
+
+class RoomStore(Protocol):
+    """History and presence for every room of one deployment (`prefix`), in one engine.
+
+    One instance per process and event loop, like a broadcast backend; `connect` before use.
+    """
+
+    async def connect(self) -> None: ...
+
+    async def disconnect(self) -> None: ...
+
+    async def append(self, room: str, rest: str) -> Entry:
+        """Give the next offset, keep the entry (trimming by count and age) and publish its
+        payload on `room_channel(prefix, room)`; every process receives a room's entries in
+        offset order. Raises `HistoryError` when nothing was appended."""
+        ...
+
+    async def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
+        """The retained entries after `since` (all retained ones when `since` is None). `missed`
+        is 0 when nothing after `since` is lost, the count lost when the epoch matches and the
+        oldest retained entry is newer than `since + 1`, None when `epoch` is not the current one."""
+        ...
+
+    async def present(self, room: str, member: str, client_id: str, ttl: float) -> None:
+        """Add or refresh a member (`member`: unique per connection, across processes) until
+        `ttl` seconds from now; a member not refreshed by then no longer counts."""
+        ...
+
+    async def absent(self, room: str, member: str) -> None: ...
+
+    async def members(self, room: str) -> list[str]:
+        """The client ids present in the room now, sorted, each once."""
+        ...
+
+    async def rooms(self) -> dict[str, list[str]]:
+        """Every room with members now: {room: members(room)}."""
+        ...
