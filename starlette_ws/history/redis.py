@@ -51,11 +51,13 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
+# A new epoch starts a new history: entries left from a lost one (the meta key evicted or
+# expired, the stream not yet) must not be replayed under it.
 # KEYS: meta, history. ARGV: a new epoch, rest, channel, history, seconds (ms), idle (ms).
 APPEND = (
     NOW
     + """
-redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1])
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then redis.call('DEL', KEYS[2]) end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local offset = redis.call('HINCRBY', KEYS[1], 'last', 1)
 local text = '{"offset":' .. string.format('%d', offset) .. ',"epoch":"' .. epoch .. '",' .. ARGV[2]
@@ -74,7 +76,7 @@ return {offset, epoch, text}
 REPLAY = (
     NOW
     + """
-redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1])
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then redis.call('DEL', KEYS[2]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
@@ -145,9 +147,12 @@ MEMBERS = (
     NOW
     + SETTLE
     + """
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
-if #members == 0 then return {} end
-return redis.call('HMGET', KEYS[2], unpack(members))
+local ids = {}
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+    local id = redis.call('HGET', KEYS[2], member)
+    if id then table.insert(ids, id) end
+end
+return ids
 """
 )
 
@@ -255,8 +260,7 @@ class RedisStore:
         await self._run(ABSENT, self._presence_keys(room), [room, member])
 
     async def members(self, room: str) -> list[str]:
-        ids = await self._run(MEMBERS, self._presence_keys(room), [room])
-        return sorted({id for id in ids if id is not None})
+        return sorted(set(await self._run(MEMBERS, self._presence_keys(room), [room])))
 
     async def rooms(self) -> dict[str, list[str]]:
         flat = await self._run(ROOMS, [f"{self.prefix}rooms"], [self.prefix])

@@ -140,6 +140,26 @@ async def test_epoch_changes_when_redis_forgets(redis_url: str, raw: Redis, pref
 
 
 @pytest.mark.anyio
+async def test_new_epoch_drops_a_lost_historys_entries(redis_url: str, raw: Redis, prefix: str) -> None:
+    """The offset and epoch gone (evicted, expired) but the stream not: its entries belong to
+    the old epoch and are neither replayed nor mixed with the new offsets."""
+    with anyio.fail_after(10):
+        rooms = await store(redis_url, prefix, history=3)
+        try:
+            old = [await rooms.append("r", rest(f"{n}")) for n in range(5)]  # keeps 3, 4, 5
+            await raw.delete(f"{prefix}meta:r")
+            replayed = await rooms.replay("r", 5, old[0].epoch)
+            new = await rooms.append("r", rest("new"))
+            everything = await rooms.replay("r", None, None)
+            after_nothing = await rooms.replay("r", 0, new.epoch)
+        finally:
+            await rooms.disconnect()
+    assert replayed.missed is None and replayed.entries == () and replayed.last == 0
+    assert new.offset == 1 and everything.entries == (new,)
+    assert after_nothing.entries == (new,) and after_nothing.missed == 0  # not "3 missed" from old 4
+
+
+@pytest.mark.anyio
 async def test_presence_expires_and_rooms(redis_url: str, raw: Redis, prefix: str) -> None:
     with anyio.fail_after(10):
         rooms = await store(redis_url, prefix)
