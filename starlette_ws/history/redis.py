@@ -1,0 +1,324 @@
+"""Rooms' history and presence in Redis, next to the Redis broadcast backend.
+
+Keys, all under the deployment's `prefix` (the kind before the room, so no room name can make
+one kind of key look like another):
+
+- `{prefix}meta:{room}`, a hash: `epoch` (16 hex digits, set when missing, so it changes when
+  the key is lost: FLUSHALL, a Redis restarted without persistence) and `last`, the room's last
+  offset. It expires after `idle` seconds (default a day, at least `seconds`) without appends or
+  replays; a client that comes back after that learns from the new epoch that it missed an
+  unknown number of messages.
+- `{prefix}history:{room}`, a Stream with one entry per message, fields `o` (offset) and `p`
+  (payload), IDs chosen by Redis (its clock in ms), trimmed to the last `history` entries and to
+  those younger than `seconds`. It expires after `seconds` without appends, when every entry
+  would be too old anyway.
+- `{prefix}presence:{room}`, a sorted set: member -> the time (Redis's clock, ms) it expires;
+  `{prefix}presence-ids:{room}`, a hash: member -> client id. Both expire with their last member.
+- `{prefix}rooms`, a sorted set: room -> when its last member expires; it expires with them.
+
+Every operation is one Lua script, run where the data is, with Redis's clock: an append assigns
+the offset, builds the payload, adds and trims the entry and PUBLISHes it on the room's channel
+in one atomic step, so every subscriber in every process receives a room's entries in offset
+order. `rooms()` reads each room's presence keys by name from its script, so the store expects
+one Redis server (not a Cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+
+from starlette_ws.backends.redis import ERRORS, KEEPALIVE, REFUSED
+from starlette_ws.backends.retry import describe
+from starlette_ws.history.base import Entry, HistoryError, Replay, room_channel
+
+
+class HistoryUncertain(HistoryError):
+    """The append was sent, then the connection failed or timed out: it may have been kept and
+    published."""
+
+
+NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
+
+# A new epoch starts a new history: entries left from a lost one (the meta key evicted or
+# expired, the stream not yet) must not be replayed under it.
+# KEYS: meta, history. ARGV: a new epoch, rest, channel, history, seconds (ms), idle (ms).
+APPEND = (
+    NOW
+    + """
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then redis.call('DEL', KEYS[2]) end
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local offset = redis.call('HINCRBY', KEYS[1], 'last', 1)
+local text = '{"offset":' .. string.format('%d', offset) .. ',"epoch":"' .. epoch .. '",' .. ARGV[2]
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '*', 'o', offset, 'p', text)
+redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', math.max(now - tonumber(ARGV[5]), 0)))
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
+redis.call('PUBLISH', ARGV[3], text)
+return {offset, epoch, text}
+"""
+)
+
+# KEYS: meta, history. ARGV: a new epoch, since ('' for none), the client's epoch, seconds (ms),
+# idle (ms). Returns the epoch, the last offset, the oldest retained offset (0: none) and the
+# retained entries after `since` (after 0 when the epoch is not the client's), flat.
+REPLAY = (
+    NOW
+    + """
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then redis.call('DEL', KEYS[2]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
+local cutoff = string.format('%d', math.max(now - tonumber(ARGV[4]), 0))
+local oldest = 0
+local first = redis.call('XRANGE', KEYS[2], cutoff, '+', 'COUNT', 1)
+if #first > 0 then oldest = tonumber(first[1][2][2]) end
+local since = 0
+if ARGV[2] ~= '' and ARGV[3] == epoch then since = tonumber(ARGV[2]) end
+local result = {epoch, last, oldest}
+if last > since then
+    local newest = redis.call('XREVRANGE', KEYS[2], '+', cutoff, 'COUNT', last - since)
+    for i = #newest, 1, -1 do
+        local fields = newest[i][2]
+        if tonumber(fields[2]) > since then
+            table.insert(result, fields[2])
+            table.insert(result, fields[4])
+        end
+    end
+end
+return result
+"""
+)
+
+# Drops expired members and keeps the expiries of the room's keys and its place in the list of
+# rooms in step with its latest member. KEYS: presence, presence-ids, rooms. ARGV[1]: the room.
+SETTLE = """
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, member in ipairs(gone) do redis.call('HDEL', KEYS[2], member) end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #top > 0 then
+    local until_ms = string.format('%d', tonumber(top[2]))
+    redis.call('PEXPIREAT', KEYS[1], until_ms)
+    redis.call('PEXPIREAT', KEYS[2], until_ms)
+    redis.call('ZADD', KEYS[3], until_ms, ARGV[1])
+else
+    redis.call('DEL', KEYS[2])
+    redis.call('ZREM', KEYS[3], ARGV[1])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local latest = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+if #latest > 0 then redis.call('PEXPIREAT', KEYS[3], string.format('%d', tonumber(latest[2]))) end
+"""
+
+# ARGV: room, member, client id, ttl (ms).
+PRESENT = (
+    NOW
+    + """
+redis.call('ZADD', KEYS[1], string.format('%d', now + tonumber(ARGV[4])), ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+"""
+    + SETTLE
+)
+
+# ARGV: room, member.
+ABSENT = (
+    NOW
+    + """
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[2])
+"""
+    + SETTLE
+)
+
+# ARGV: room. Returns the client ids of the members present now.
+MEMBERS = (
+    NOW
+    + SETTLE
+    + """
+local ids = {}
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+    local id = redis.call('HGET', KEYS[2], member)
+    if id then table.insert(ids, id) end
+end
+return ids
+"""
+)
+
+# KEYS: rooms. ARGV: prefix. Returns room, count, that many client ids, room, ...
+ROOMS = (
+    NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local result = {}
+for _, room in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+    local members = redis.call('ZRANGEBYSCORE', ARGV[1] .. 'presence:' .. room, '(' .. now, '+inf')
+    local ids = {}
+    for _, member in ipairs(members) do
+        local id = redis.call('HGET', ARGV[1] .. 'presence-ids:' .. room, member)
+        if id then table.insert(ids, id) end
+    end
+    if #ids > 0 then
+        table.insert(result, room)
+        table.insert(result, #ids)
+        for _, id in ipairs(ids) do table.insert(result, id) end
+    end
+end
+return result
+"""
+)
+
+
+class RedisStore:
+    """`RoomStore` in Redis: a small pool without retries (an append sent twice would be kept
+    and published twice), each call one script, EVALSHA with EVAL when the server lacks it."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        history: int,
+        seconds: float,
+        *,
+        timeout: float = 2.0,
+        idle: float = 86400.0,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.history = history
+        self.seconds = seconds
+        self.timeout = timeout
+        self.idle = max(idle, seconds)
+        parts = urlsplit(url)
+        self.address = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+        self._client: Redis | None = None
+
+    async def connect(self) -> None:
+        """Reach Redis once; a server that is not there at start-up is a configuration error."""
+        self._client = Redis.from_url(
+            self.url,
+            retry=Retry(NoBackoff(), 0),
+            protocol=2,
+            decode_responses=True,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            socket_keepalive=True,
+            socket_keepalive_options=KEEPALIVE,
+        )
+        try:
+            await self._client.ping()
+        except ERRORS as exc:
+            await self.disconnect()
+            raise HistoryError(f"Redis at {self.address} is unreachable: {describe(exc)}") from exc
+
+    async def disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def append(self, room: str, rest: str) -> Entry:
+        keys = [self._key("meta", room), self._key("history", room)]
+        args = [
+            secrets.token_hex(8),
+            rest,
+            room_channel(self.prefix, room),
+            self.history,
+            _ms(self.seconds),
+            _ms(self.idle),
+        ]
+        offset, epoch, text = await self._run(APPEND, keys, args, uncertain=True)
+        return Entry(int(offset), epoch, text)
+
+    async def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
+        keys = [self._key("meta", room), self._key("history", room)]
+        args = [
+            secrets.token_hex(8),
+            "" if since is None else since,
+            epoch or "",
+            _ms(self.seconds),
+            _ms(self.idle),
+        ]
+        now, last, oldest, *flat = await self._run(REPLAY, keys, args)
+        entries = tuple(Entry(int(offset), now, text) for offset, text in zip(flat[::2], flat[1::2], strict=True))
+        return Replay(now, entries, int(last), _missed(since, epoch, now, int(last), int(oldest)))
+
+    async def present(self, room: str, member: str, client_id: str, ttl: float) -> None:
+        await self._run(PRESENT, self._presence_keys(room), [room, member, client_id, _ms(ttl)])
+
+    async def absent(self, room: str, member: str) -> None:
+        await self._run(ABSENT, self._presence_keys(room), [room, member])
+
+    async def members(self, room: str) -> list[str]:
+        return sorted(set(await self._run(MEMBERS, self._presence_keys(room), [room])))
+
+    async def rooms(self) -> dict[str, list[str]]:
+        flat = await self._run(ROOMS, [f"{self.prefix}rooms"], [self.prefix])
+        rooms: dict[str, list[str]] = {}
+        at = 0
+        while at < len(flat):
+            room, count = flat[at], int(flat[at + 1])
+            rooms[room] = sorted(set(flat[at + 2 : at + 2 + count]))
+            at += 2 + count
+        return rooms
+
+    def _key(self, kind: str, room: str) -> str:
+        return f"{self.prefix}{kind}:{room}"
+
+    def _presence_keys(self, room: str) -> list[str]:
+        return [self._key("presence", room), self._key("presence-ids", room), f"{self.prefix}rooms"]
+
+    async def _run(self, script: str, keys: list[str], args: list[Any], *, uncertain: bool = False) -> Any:
+        """EVALSHA on a pooled connection (EVAL if the server has not seen the script yet), in
+        steps: a failure before the command is written means it did not run."""
+        client = self._client
+        if client is None:
+            raise HistoryError("the Redis history store is not connected")
+        pool = client.connection_pool
+        sent = False
+        try:
+            async with asyncio.timeout(self.timeout):
+                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+                try:
+                    sent = True
+                    await connection.send_command("EVALSHA", _sha(script), len(keys), *keys, *args)
+                    try:
+                        return await connection.read_response()
+                    except NoScriptError:
+                        await connection.send_command("EVAL", script, len(keys), *keys, *args)
+                        return await connection.read_response()
+                finally:
+                    await pool.release(connection)
+        except ERRORS as exc:
+            reason = f"no answer within {self.timeout:g} s" if isinstance(exc, TimeoutError) else describe(exc)
+            if uncertain and sent and not isinstance(exc, REFUSED):
+                raise HistoryUncertain(f"sent to Redis at {self.address}, then {reason}") from exc
+            raise HistoryError(f"Redis at {self.address} failed: {reason}") from exc
+
+
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _missed(since: int | None, epoch: str | None, now: str, last: int, oldest: int) -> int | None:
+    """What a client that saw up to `since` in `epoch` cannot get back (see `RoomStore.replay`)."""
+    if since is None:
+        return 0
+    if epoch != now:
+        return None
+    first_kept = oldest if oldest else last + 1
+    return max(0, first_kept - since - 1)
