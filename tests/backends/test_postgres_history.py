@@ -14,7 +14,7 @@ import pytest
 from starlette_ws.backends import MessageTooLarge
 from starlette_ws.backends.postgres import MAX_PAYLOAD
 from starlette_ws.history import HistoryError, payload, room_channel
-from starlette_ws.history.postgres import PostgresStore
+from starlette_ws.history.postgres import HistoryUncertain, PostgresStore
 
 pytestmark = pytest.mark.anyio
 
@@ -308,3 +308,37 @@ async def test_postgres_gone_after_connect_raises_history_error(postgres_url: st
         await admin.execute("ALTER DATABASE starlette_ws ALLOW_CONNECTIONS true")
         await admin.close()
         await store.disconnect()
+
+
+async def test_an_append_without_an_answer_is_uncertain(postgres_url: str, prefix: str) -> None:
+    """Sent, then no answer in time (here: the room's row held by another transaction)."""
+    admin = await asyncpg.connect(postgres_url)
+    store = PostgresStore(postgres_url, prefix, history=10, seconds=10, timeout=0.5)
+    try:
+        with anyio.fail_after(10):
+            await store.connect()
+            await store.append("r", rest("one"))
+            async with admin.transaction():
+                await admin.execute("SELECT 1 FROM starlette_ws_rooms WHERE prefix = $1 FOR UPDATE", prefix)
+                with pytest.raises(HistoryUncertain, match=r"no answer within 0\.5 s"):
+                    await store.append("r", rest("two"))
+            entry = await store.append("r", rest("three"))
+            assert entry.offset == (await store.replay("r", None, None)).last
+    finally:
+        await admin.close()
+        await store.disconnect()
+
+
+async def test_stores_starting_together_create_the_tables_once(postgres_url: str, prefix: str) -> None:
+    admin = await asyncpg.connect(postgres_url)
+    stores = [PostgresStore(postgres_url, prefix, history=10, seconds=10) for _ in range(4)]
+    try:
+        with anyio.fail_after(10):
+            await admin.execute("DROP TABLE IF EXISTS starlette_ws_rooms, starlette_ws_entries, starlette_ws_presence")
+            await asyncio.gather(*(store.connect() for store in stores))
+            offsets = await asyncio.gather(*(store.append("r", rest(str(n))) for n, store in enumerate(stores)))
+            assert sorted(entry.offset for entry in offsets) == [1, 2, 3, 4]
+    finally:
+        await admin.close()
+        for store in stores:
+            await store.disconnect()
