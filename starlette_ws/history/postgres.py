@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from starlette_ws.backends.base import MessageTooLarge
-from starlette_ws.backends.postgres import ERRORS, MAX_PAYLOAD, UNCONFIRMED, _nothing_to_reset, check_channel
+from starlette_ws.backends.postgres import ERRORS, MAX_PAYLOAD, UNCONFIRMED, check_channel
 from starlette_ws.backends.retry import describe
 from starlette_ws.history.base import Entry, HistoryError, Replay, payload, room_channel
 
@@ -144,7 +144,7 @@ class PostgresStore:
                 max_size=self.pool_size,
                 timeout=self.timeout,
                 command_timeout=self.timeout,
-                reset=_nothing_to_reset,  # every statement is its own transaction
+                reset=_nothing_to_reset,
             )
             await self._create_tables()
         except HistoryError:
@@ -173,13 +173,13 @@ class PostgresStore:
         except asyncpg.InvalidParameterValueError as exc:
             if "payload string too long" not in str(exc):
                 raise HistoryError(f"PostgreSQL at {self.address} refused the entry: {describe(exc)}") from exc
-            size = len(payload(0, "0" * 16, rest).encode())  # the offset's digits decided it
-            raise MessageTooLarge(self._too_large(size)) from exc
+            raise MessageTooLarge(self._too_large(size + 1)) from exc
         except UNCONFIRMED as exc:
             raise HistoryUncertain(f"sent to PostgreSQL at {self.address}, then {self._reason(exc)}") from exc
         except ERRORS as exc:
             raise HistoryError(f"cannot append to PostgreSQL at {self.address}: {self._reason(exc)}") from exc
-        assert row is not None
+        if row is None:  # the upsert returns its row, always
+            raise HistoryError(f"PostgreSQL at {self.address} returned no entry")
         return Entry(row["offset"], row["epoch"], row["payload"])
 
     async def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
@@ -273,12 +273,16 @@ class PostgresStore:
             raise HistoryError(f"cannot update presence in PostgreSQL at {self.address}: {self._reason(exc)}") from exc
 
     def _too_large(self, size: int) -> str:
-        return f"entry of {size} bytes not kept: PostgreSQL NOTIFY carries under {MAX_PAYLOAD} bytes (UTF-8)"
+        return f"entry of at least {size} bytes not kept: PostgreSQL NOTIFY carries under {MAX_PAYLOAD} bytes (UTF-8)"
 
     def _reason(self, exc: BaseException) -> str:
         if isinstance(exc, TimeoutError):
             return f"no answer within {self.timeout:g} s"
         return describe(exc)
+
+
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    """Every statement is a transaction of its own: skip the RESET round trip on every release."""
 
 
 def new_epoch() -> str:
