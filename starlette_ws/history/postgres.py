@@ -1,0 +1,300 @@
+"""Rooms' history and presence in PostgreSQL, for `postgres://` (see `base.RoomStore`).
+
+Three tables, shared by every deployment of the database and told apart by a `prefix` column (so
+no identifier is ever built from configuration): a row per room (its epoch and last offset),
+the retained entries, and the members present. `connect` creates them when missing.
+
+`append` is one statement: it locks the room's row while it takes the next offset, stores the
+entry, trims the room and queues the NOTIFY. PostgreSQL delivers notifications at commit, in
+commit order, and the row lock makes commit order offset order: every listening process
+receives a room's entries in offset order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections import defaultdict
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from starlette_ws.backends.base import MessageTooLarge
+from starlette_ws.backends.postgres import ERRORS, MAX_PAYLOAD, UNCONFIRMED, check_channel
+from starlette_ws.backends.retry import describe
+from starlette_ws.history.base import Entry, HistoryError, Replay, payload, room_channel
+
+SCHEMA = """
+SELECT pg_advisory_xact_lock(hashtext('starlette_ws_rooms'));
+CREATE TABLE IF NOT EXISTS starlette_ws_rooms (
+    prefix text NOT NULL,
+    room text NOT NULL,
+    epoch text NOT NULL,
+    last_offset bigint NOT NULL,
+    PRIMARY KEY (prefix, room)
+);
+CREATE TABLE IF NOT EXISTS starlette_ws_entries (
+    prefix text NOT NULL,
+    room text NOT NULL,
+    epoch text NOT NULL,
+    "offset" bigint NOT NULL,
+    payload text NOT NULL,
+    at timestamptz NOT NULL,
+    PRIMARY KEY (prefix, room, epoch, "offset")
+);
+CREATE TABLE IF NOT EXISTS starlette_ws_presence (
+    prefix text NOT NULL,
+    room text NOT NULL,
+    member text NOT NULL,
+    client_id text NOT NULL,
+    expires timestamptz NOT NULL,
+    PRIMARY KEY (prefix, room, member)
+);
+"""
+
+# $1 prefix, $2 room, $3 the epoch of a room created now, $4 rest, $5 history, $6 seconds,
+# $7 channel. The payload is `base.payload` spelled in SQL. The trim cannot see the entry this
+# statement inserts (one snapshot), and removes what a lost room row left under another epoch.
+APPEND = """
+WITH room AS (
+    INSERT INTO starlette_ws_rooms AS r (prefix, room, epoch, last_offset) VALUES ($1, $2, $3, 1)
+    ON CONFLICT (prefix, room) DO UPDATE SET last_offset = r.last_offset + 1
+    RETURNING r.epoch, r.last_offset
+), entry AS (
+    SELECT epoch, last_offset AS "offset",
+           '{"offset":' || last_offset::text || ',"epoch":"' || epoch || '",' || $4::text AS payload
+    FROM room
+), stored AS (
+    INSERT INTO starlette_ws_entries (prefix, room, epoch, "offset", payload, at)
+    SELECT $1, $2, epoch, "offset", payload, now() FROM entry
+), trimmed AS (
+    DELETE FROM starlette_ws_entries AS e USING entry
+    WHERE e.prefix = $1 AND e.room = $2
+      AND (e.epoch <> entry.epoch OR e."offset" <= entry."offset" - $5::bigint
+           OR e.at < now() - make_interval(secs => $6::float8))
+)
+SELECT entry.epoch, entry."offset", entry.payload, pg_notify($7::text, entry.payload) FROM entry
+"""
+
+# The room's row (created, with offset 0, when the room has none: a client holds an epoch from
+# its first visit on) and its retained entries, in one snapshot. Right after another process
+# created the row, DO NOTHING can skip a row this snapshot does not see: no rows, ask again.
+REPLAY = """
+WITH created AS (
+    INSERT INTO starlette_ws_rooms (prefix, room, epoch, last_offset) VALUES ($1, $2, $3, 0)
+    ON CONFLICT (prefix, room) DO NOTHING
+    RETURNING epoch, last_offset
+), room AS (
+    SELECT epoch, last_offset FROM created
+    UNION ALL
+    SELECT epoch, last_offset FROM starlette_ws_rooms WHERE prefix = $1 AND room = $2
+)
+SELECT room.epoch, room.last_offset, e."offset", e.payload
+FROM room LEFT JOIN starlette_ws_entries AS e
+    ON e.prefix = $1 AND e.room = $2 AND e.epoch = room.epoch
+   AND e.at >= now() - make_interval(secs => $4::float8)
+ORDER BY e."offset"
+"""
+
+PRESENT = """
+INSERT INTO starlette_ws_presence AS p (prefix, room, member, client_id, expires)
+VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::float8))
+ON CONFLICT (prefix, room, member) DO UPDATE SET client_id = excluded.client_id, expires = excluded.expires
+"""
+
+ABSENT = "DELETE FROM starlette_ws_presence WHERE prefix = $1 AND room = $2 AND member = $3"
+
+MEMBERS = """
+SELECT DISTINCT client_id FROM starlette_ws_presence WHERE prefix = $1 AND room = $2 AND expires > now()
+"""
+
+# Listing the rooms also clears the deployment's expired members (a dead process's ghosts).
+ROOMS = """
+WITH expired AS (DELETE FROM starlette_ws_presence WHERE prefix = $1 AND expires <= now())
+SELECT DISTINCT room, client_id FROM starlette_ws_presence WHERE prefix = $1 AND expires > now()
+"""
+
+
+class HistoryUncertain(HistoryError):
+    """The append was sent and its answer lost: it may have been committed (and published)."""
+
+
+class PostgresStore:
+    def __init__(
+        self, url: str, prefix: str, history: int, seconds: float, *, timeout: float = 2.0, pool_size: int = 2
+    ) -> None:
+        if history < 1:
+            raise ValueError("a room keeps at least one entry (ROOM_HISTORY >= 1)")
+        check_channel(room_channel(prefix, "x" * 64))  # the longest channel a room can get
+        self.url = url
+        self.prefix = prefix
+        self.history = history
+        self.seconds = seconds
+        self.timeout = timeout
+        self.pool_size = pool_size
+        parts = urlsplit(url)
+        self.address = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+        self._pool: asyncpg.Pool | None = None
+
+    async def connect(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=0,
+                max_size=self.pool_size,
+                timeout=self.timeout,
+                command_timeout=self.timeout,
+                reset=_nothing_to_reset,
+            )
+            await self._create_tables()
+        except HistoryError:
+            await self.disconnect()
+            raise
+        except ERRORS as exc:
+            await self.disconnect()
+            raise HistoryError(f"PostgreSQL at {self.address} is unreachable: {self._reason(exc)}") from exc
+
+    async def disconnect(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await pool.close()
+            except ERRORS:
+                pool.terminate()
+
+    async def append(self, room: str, rest: str) -> Entry:
+        size = len(payload(1, "0" * 16, rest).encode())  # the smallest it can be
+        if size >= MAX_PAYLOAD:
+            raise MessageTooLarge(self._too_large(size))
+        channel = room_channel(self.prefix, room)
+        args = (self.prefix, room, new_epoch(), rest, self.history, self.seconds, channel)
+        try:
+            row = await self._fetchrow(APPEND, *args)
+        except asyncpg.InvalidParameterValueError as exc:
+            if "payload string too long" not in str(exc):
+                raise HistoryError(f"PostgreSQL at {self.address} refused the entry: {describe(exc)}") from exc
+            raise MessageTooLarge(self._too_large(size + 1)) from exc
+        except UNCONFIRMED as exc:
+            raise HistoryUncertain(f"sent to PostgreSQL at {self.address}, then {self._reason(exc)}") from exc
+        except ERRORS as exc:
+            raise HistoryError(f"cannot append to PostgreSQL at {self.address}: {self._reason(exc)}") from exc
+        if row is None:  # the upsert returns its row, always
+            raise HistoryError(f"PostgreSQL at {self.address} returned no entry")
+        return Entry(row["offset"], row["epoch"], row["payload"])
+
+    async def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
+        try:
+            for _ in range(3):
+                rows = await self._fetch(REPLAY, self.prefix, room, new_epoch(), self.seconds)
+                if rows:
+                    break
+            else:
+                raise HistoryError(f"PostgreSQL at {self.address} lost room {room!r} while it was read")
+        except ERRORS as exc:
+            raise HistoryError(f"cannot read history from PostgreSQL at {self.address}: {self._reason(exc)}") from exc
+        current, last = rows[0]["epoch"], rows[0]["last_offset"]
+        retained = [Entry(row["offset"], current, row["payload"]) for row in rows if row["offset"] is not None]
+        return replay_of(current, retained, last, since, epoch)
+
+    async def present(self, room: str, member: str, client_id: str, ttl: float) -> None:
+        await self._execute(PRESENT, self.prefix, room, member, client_id, ttl)
+
+    async def absent(self, room: str, member: str) -> None:
+        await self._execute(ABSENT, self.prefix, room, member)
+
+    async def members(self, room: str) -> list[str]:
+        try:
+            rows = await self._fetch(MEMBERS, self.prefix, room)
+        except ERRORS as exc:
+            raise HistoryError(f"cannot read presence from PostgreSQL at {self.address}: {self._reason(exc)}") from exc
+        return sorted(row["client_id"] for row in rows)
+
+    async def rooms(self) -> dict[str, list[str]]:
+        try:
+            rows = await self._fetch(ROOMS, self.prefix)
+        except ERRORS as exc:
+            raise HistoryError(f"cannot read presence from PostgreSQL at {self.address}: {self._reason(exc)}") from exc
+        found: defaultdict[str, list[str]] = defaultdict(list)
+        for row in rows:
+            found[row["room"]].append(row["client_id"])
+        return {room: sorted(members) for room, members in sorted(found.items())}
+
+    async def _create_tables(self) -> None:
+        connection = await self._acquire()
+        try:
+            async with connection.transaction():
+                await connection.execute(SCHEMA)
+        finally:
+            await self._release(connection)
+
+    async def _fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        rows = await self._fetch(query, *args)
+        return rows[0] if rows else None
+
+    async def _fetch(self, query: str, *args: object) -> list[asyncpg.Record]:
+        """Run one statement; tables dropped since `connect` are created again (a new epoch)."""
+        try:
+            return await self._run(query, args)
+        except asyncpg.UndefinedTableError:
+            await self._create_tables()
+            return await self._run(query, args)
+
+    async def _run(self, query: str, args: tuple[object, ...]) -> list[asyncpg.Record]:
+        connection = await self._acquire()
+        try:
+            rows: list[asyncpg.Record] = await connection.fetch(query, *args)
+            return rows
+        except ERRORS as exc:
+            if not isinstance(exc, asyncpg.PostgresError) or isinstance(exc, asyncpg.ConnectionDoesNotExistError):
+                connection.terminate()  # its next user would wait on it again
+            raise
+        finally:
+            await self._release(connection)
+
+    async def _acquire(self) -> asyncpg.Connection:
+        """A connection, or `HistoryError`: nothing was sent yet."""
+        if self._pool is None:
+            raise HistoryError("the PostgreSQL room store is not connected")
+        try:
+            connection: asyncpg.Connection = await self._pool.acquire(timeout=self.timeout)
+        except ERRORS as exc:
+            raise HistoryError(f"cannot reach PostgreSQL at {self.address}: {self._reason(exc)}") from exc
+        return connection
+
+    async def _release(self, connection: asyncpg.Connection) -> None:
+        if self._pool is not None:
+            with contextlib.suppress(*ERRORS):
+                await self._pool.release(connection, timeout=self.timeout)
+
+    async def _execute(self, query: str, *args: object) -> None:
+        try:
+            await self._fetch(query, *args)
+        except ERRORS as exc:
+            raise HistoryError(f"cannot update presence in PostgreSQL at {self.address}: {self._reason(exc)}") from exc
+
+    def _too_large(self, size: int) -> str:
+        return f"entry of at least {size} bytes not kept: PostgreSQL NOTIFY carries under {MAX_PAYLOAD} bytes (UTF-8)"
+
+    def _reason(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self.timeout:g} s"
+        return describe(exc)
+
+
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    """Every statement is a transaction of its own: skip the RESET round trip on every release."""
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(8)
+
+
+def replay_of(current: str, retained: list[Entry], last: int, since: int | None, epoch: str | None) -> Replay:
+    """What a client that last saw `since` under `epoch` gets, from the entries retained now."""
+    if since is None:
+        return Replay(current, tuple(retained), last, 0)
+    if (epoch is not None and epoch != current) or since > last:  # not the history the client saw
+        return Replay(current, tuple(retained), last, None)
+    after = tuple(entry for entry in retained if entry.offset > since)
+    first = after[0].offset if after else last + 1
+    return Replay(current, after, last, max(0, first - since - 1))
