@@ -57,6 +57,11 @@ class HistoryError(Exception):
     """The engine could not be reached or answered wrongly; nothing was appended."""
 
 
+class HistoryUncertain(HistoryError):
+    """An append was sent, then its answer was lost (a timeout, a dropped connection): it may
+    have been kept and published."""
+
+
 class RoomStore(Protocol):
     """History and presence for every room of one deployment (`prefix`), in one engine.
 

@@ -22,7 +22,7 @@ import asyncpg
 from starlette_ws.backends.base import MessageTooLarge
 from starlette_ws.backends.postgres import ERRORS, MAX_PAYLOAD, UNCONFIRMED, check_channel
 from starlette_ws.backends.retry import describe
-from starlette_ws.history.base import Entry, HistoryError, Replay, payload, room_channel
+from starlette_ws.history.base import Entry, HistoryError, HistoryUncertain, Replay, payload, room_channel
 
 SCHEMA = """
 SELECT pg_advisory_xact_lock(hashtext('starlette_ws_rooms'));
@@ -113,10 +113,6 @@ ROOMS = """
 WITH expired AS (DELETE FROM starlette_ws_presence WHERE prefix = $1 AND expires <= now())
 SELECT DISTINCT room, client_id FROM starlette_ws_presence WHERE prefix = $1 AND expires > now()
 """
-
-
-class HistoryUncertain(HistoryError):
-    """The append was sent and its answer lost: it may have been committed (and published)."""
 
 
 class PostgresStore:

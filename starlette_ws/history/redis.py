@@ -38,13 +38,7 @@ from redis.exceptions import NoScriptError
 
 from starlette_ws.backends.redis import ERRORS, KEEPALIVE, REFUSED
 from starlette_ws.backends.retry import describe
-from starlette_ws.history.base import Entry, HistoryError, Replay, room_channel
-
-
-class HistoryUncertain(HistoryError):
-    """The append was sent, then the connection failed or timed out: it may have been kept and
-    published."""
-
+from starlette_ws.history.base import Entry, HistoryError, HistoryUncertain, Replay, room_channel
 
 NOW = """
 local clock = redis.call('TIME')

@@ -14,7 +14,8 @@ import pytest
 from starlette_ws.backends import MessageTooLarge
 from starlette_ws.backends.postgres import MAX_PAYLOAD
 from starlette_ws.history import HistoryError, payload, room_channel
-from starlette_ws.history.postgres import HistoryUncertain, PostgresStore
+from starlette_ws.history.base import HistoryUncertain
+from starlette_ws.history.postgres import PostgresStore
 
 pytestmark = pytest.mark.anyio
 

@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from harness.services import RedisServer
-from starlette_ws.history.base import HistoryError, payload, room_channel
-from starlette_ws.history.redis import HistoryUncertain, RedisStore
+from starlette_ws.history.base import HistoryError, HistoryUncertain, payload, room_channel
+from starlette_ws.history.redis import RedisStore
 from tests.backends.support import paused
 
 
