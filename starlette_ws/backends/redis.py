@@ -4,7 +4,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
@@ -25,6 +26,7 @@ logger = logging.getLogger("starlette_ws.backends.redis")
 ERRORS = (RedisError, OSError)
 # An error reply: the server refused the command, it did not take the message.
 REFUSED = (ResponseError, BusyLoadingError)
+T = TypeVar("T")
 
 # Notice a peer that vanished without closing the socket (a cut network) within about 25 s.
 KEEPALIVE = {
@@ -32,6 +34,32 @@ KEEPALIVE = {
     for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
     if hasattr(socket, name)
 }
+
+
+class Unanswered(Exception):
+    """A command that failed; `sent` when it had been written (the server may have run it)."""
+
+    def __init__(self, reason: str, sent: bool) -> None:
+        super().__init__(reason)
+        self.reason, self.sent = reason, sent
+
+
+async def in_steps(client: Redis, seconds: float, use: Callable[[Any], Awaitable[T]]) -> T:
+    """`use` one pooled connection within `seconds`, telling a failure before the command went
+    out (`Unanswered.sent` false: it did not run) from one after (it may have run)."""
+    pool = client.connection_pool
+    sent = False
+    try:
+        async with asyncio.timeout(seconds):
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                sent = True
+                return await use(connection)
+            finally:
+                await pool.release(connection)
+    except ERRORS as exc:
+        reason = f"no answer within {seconds:g} s" if isinstance(exc, TimeoutError) else describe(exc)
+        raise Unanswered(reason, sent and not isinstance(exc, REFUSED)) from exc
 
 
 class RedisBackend:
@@ -151,27 +179,22 @@ class RedisBackend:
                 await pubsub.unsubscribe(channel)
 
     async def publish(self, channel: str, message: str) -> None:
-        """PUBLISH on a pooled connection, in steps: a failure before the command is written
-        means "not sent"; after, the server may have taken it (`PublishUncertain`)."""
+        """PUBLISH; a failure before the command is written means "not sent"; after, the server
+        may have taken it (`PublishUncertain`)."""
         publisher = self._publisher
         if publisher is None:
             raise BackendError("the Redis backend is not connected")
-        pool = publisher.connection_pool
-        sent = False
+
+        async def publish(connection: Any) -> None:
+            await connection.send_command("PUBLISH", channel, message)
+            await connection.read_response()  # on an error it drops the connection itself
+
         try:
-            async with asyncio.timeout(self.timeout):
-                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-                try:
-                    sent = True
-                    await connection.send_command("PUBLISH", channel, message)
-                    await connection.read_response()  # on an error it drops the connection itself
-                finally:
-                    await pool.release(connection)
-        except ERRORS as exc:
-            reason = f"no answer within {self.timeout:g} s" if isinstance(exc, TimeoutError) else describe(exc)
-            if sent and not isinstance(exc, REFUSED):
-                raise PublishUncertain(f"sent to Redis at {self.address}, then {reason}") from exc
-            raise BackendError(f"cannot publish to Redis at {self.address}: {reason}") from exc
+            await in_steps(publisher, self.timeout, publish)
+        except Unanswered as exc:
+            if exc.sent:
+                raise PublishUncertain(f"sent to Redis at {self.address}, then {exc.reason}") from exc.__cause__
+            raise BackendError(f"cannot publish to Redis at {self.address}: {exc.reason}") from exc.__cause__
 
     async def next_published(self) -> Event:
         while True:

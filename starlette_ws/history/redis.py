@@ -25,7 +25,6 @@ one Redis server (not a Cluster).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from typing import Any
@@ -36,7 +35,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from starlette_ws.backends.redis import ERRORS, KEEPALIVE, REFUSED
+from starlette_ws.backends.redis import ERRORS, KEEPALIVE, Unanswered, in_steps
 from starlette_ws.backends.retry import describe
 from starlette_ws.history.base import Entry, HistoryError, HistoryUncertain, Replay, room_channel
 
@@ -278,26 +277,21 @@ class RedisStore:
         client = self._client
         if client is None:
             raise HistoryError("the Redis history store is not connected")
-        pool = client.connection_pool
-        sent = False
+
+        async def evaluate(connection: Any) -> Any:
+            await connection.send_command("EVALSHA", _sha(script), len(keys), *keys, *args)
+            try:
+                return await connection.read_response()
+            except NoScriptError:
+                await connection.send_command("EVAL", script, len(keys), *keys, *args)
+                return await connection.read_response()
+
         try:
-            async with asyncio.timeout(self.timeout):
-                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-                try:
-                    sent = True
-                    await connection.send_command("EVALSHA", _sha(script), len(keys), *keys, *args)
-                    try:
-                        return await connection.read_response()
-                    except NoScriptError:
-                        await connection.send_command("EVAL", script, len(keys), *keys, *args)
-                        return await connection.read_response()
-                finally:
-                    await pool.release(connection)
-        except ERRORS as exc:
-            reason = f"no answer within {self.timeout:g} s" if isinstance(exc, TimeoutError) else describe(exc)
-            if uncertain and sent and not isinstance(exc, REFUSED):
-                raise HistoryUncertain(f"sent to Redis at {self.address}, then {reason}") from exc
-            raise HistoryError(f"Redis at {self.address} failed: {reason}") from exc
+            return await in_steps(client, self.timeout, evaluate)
+        except Unanswered as exc:
+            if uncertain and exc.sent:
+                raise HistoryUncertain(f"sent to Redis at {self.address}, then {exc.reason}") from exc.__cause__
+            raise HistoryError(f"Redis at {self.address} failed: {exc.reason}") from exc.__cause__
 
 
 def _sha(script: str) -> str:
