@@ -29,7 +29,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_environ()
     templates = Jinja2Templates(directory=settings.templates_dir or pages.package_templates())
     templates.env.globals.update(ITEM_ID=pages.ITEM_ID, CLIENT_ID=pages.CLIENT_ID)
-    hubs = Hubs(settings.broadcast_url, settings.send_queue_bytes)
+    hubs = Hubs(
+        settings.broadcast_url,
+        settings.send_queue_bytes,
+        settings.channel_prefix,
+        settings.room_history,
+        settings.room_history_seconds,
+        settings.presence_ttl,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
