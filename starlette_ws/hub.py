@@ -7,11 +7,13 @@ it, and what comes next queues behind it. A client whose outbox would pass its b
 closed with 1013 and dropped, a client whose send fails is dropped, and everyone else keeps
 getting every message in order; nothing here awaits another client's socket.
 
-A `Connection` only moves forward, (HELD ->) OPEN -> CLOSING -> CLOSED, and none of its verbs
-but `stop` awaits:
+A `Connection` only moves forward, (HELD -> CATCHING_UP ->) OPEN -> CLOSING -> CLOSED, and none
+of its verbs but `stop` awaits:
 
-    release(first, keep)            HELD -> OPEN: `first` goes out, then what was held that
-                                    `keep` accepts
+    release(first, keep)            HELD -> CATCHING_UP: `first` goes out, then what was held and
+                                    what arrives next is dropped until `keep` accepts one: OPEN
+                                    from that one on (deliveries come in order: what follows it
+                                    is newer still)
 
     send_nowait, send_text_nowait   OPEN: send now or queue; HELD: hold; anything else: ignored
     close_after_queue               OPEN -> CLOSING: the close frame goes after what is queued,
@@ -120,12 +122,13 @@ class Started:
 
 class ConnectionState(enum.Enum):
     HELD = "held"  # keeps what it is given (within its byte bound) until released
+    CATCHING_UP = "catching_up"  # drops what it is given until its filter accepts one, then OPEN
     OPEN = "open"  # sends what it is given
     CLOSING = "closing"  # a close waits behind what was queued; nothing new is taken
     CLOSED = "closed"  # sends nothing more and has left the hub (its close frame may still be going out)
 
 
-HELD, OPEN = ConnectionState.HELD, ConnectionState.OPEN
+HELD, CATCHING_UP, OPEN = ConnectionState.HELD, ConnectionState.CATCHING_UP, ConnectionState.OPEN
 CLOSING, CLOSED = ConnectionState.CLOSING, ConnectionState.CLOSED
 
 
@@ -135,6 +138,7 @@ class Connection:
         "_count_sent",
         "_expected",
         "_held",
+        "_keep",
         "_on_closed",
         "_outbox",
         "_queued_bytes",
@@ -161,6 +165,7 @@ class Connection:
         self.max_bytes = max_bytes
         self.state = HELD if held else OPEN
         self._held: list[tuple[Message, int]] | None = [] if held else None
+        self._keep: Callable[[str], bool] | None = None  # CATCHING_UP's filter
         self.closed_with: int | None = None  # the code of the close frame it sends, once asked to close
         self._on_closed = on_closed
         self._outbox: deque[tuple[Message | Close, int]] | None = None  # made when first needed: most never are
@@ -185,6 +190,8 @@ class Connection:
         if self.state is not OPEN:
             if self.state is HELD:
                 self._hold(message, size)
+            elif self.state is CATCHING_UP:
+                self._catch_up(message, size)
             return
         if self._queued_bytes + size > self.max_bytes:  # a message larger than the bound never goes
             metrics.CHAT_SLOW_CLIENTS.inc()
@@ -205,7 +212,8 @@ class Connection:
         self._enqueue(message, size)
 
     def release(self, first: Sequence[str], keep: Callable[[str], bool]) -> None:
-        """HELD -> OPEN: send `first` (this client's own), then each held message `keep` accepts, in order."""
+        """Send `first` (this client's own), then what was held and what comes next from the first
+        message `keep` accepts on; the ones before it are dropped (already sent in `first`)."""
         if self.state is not HELD:
             return
         held, self._held = self._held or [], None
@@ -213,9 +221,17 @@ class Connection:
         self.state = OPEN
         for text in first:
             self.send_text_nowait(text)
+        if self.state is not OPEN:
+            return
+        self.state, self._keep = CATCHING_UP, keep
         for message, size in held:
-            if keep(message["text"]):
-                self.send_nowait(message, size)
+            self.send_nowait(message, size)
+
+    def _catch_up(self, message: Message, size: int) -> None:
+        assert self._keep is not None
+        if self._keep(message["text"]):
+            self.state, self._keep = OPEN, None
+            self.send_nowait(message, size)
 
     def _hold(self, message: Message, size: int) -> None:
         if self._queued_bytes + size > self.max_bytes:
@@ -246,8 +262,8 @@ class Connection:
     def close_after_queue(self, code: int, reason: str) -> None:
         """Close after everything already queued has been sent; nothing new is taken meanwhile.
         A HELD connection drops what it holds: it was never to be sent before the release."""
-        if self.state is HELD:
-            self._held = None
+        if self.state is HELD or self.state is CATCHING_UP:
+            self._held = self._keep = None
             self._queued_bytes = 0
             self.state = OPEN
         if self.state is OPEN:
@@ -332,7 +348,7 @@ class Connection:
         if self.state is CLOSED:
             return
         self.state = CLOSED
-        self._outbox = self._held = None
+        self._outbox = self._held = self._keep = None
         self._queued_bytes = 0
         for arrived in self._expected.values():
             if not arrived.done():

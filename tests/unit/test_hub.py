@@ -13,7 +13,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
 from starlette_ws.backends import Event
-from starlette_ws.hub import CLOSED, CLOSING, HELD, OPEN, TOO_SLOW, Connection, Hub, opened, seal
+from starlette_ws.hub import CATCHING_UP, CLOSED, CLOSING, HELD, OPEN, TOO_SLOW, Connection, Hub, opened, seal
 
 ANYIO = os.path.dirname(anyio.__file__) + os.sep
 
@@ -507,3 +507,18 @@ async def test_a_hub_delivers_to_a_held_member_on_release_in_order_with_the_othe
         assert late_send.texts == ["0", "1", "2", "3"]
         assert len(hub) == 2 and member.state is OPEN
         await hub.stop()
+
+
+def test_a_released_connection_drops_late_deliveries_the_replay_had_until_one_is_new() -> None:
+    """A delivery still on its way at the release (published before the history was read) is
+    dropped when it comes: it went out in `first`. Nothing here awaits: no time bound needed."""
+    send = FakeSend()
+    conn, _ = held(send)
+    conn.release(["replay 1", "replay 2"], keep=lambda text: text not in ("live 1", "live 2"))
+    assert conn.state is CATCHING_UP and send.texts == ["replay 1", "replay 2"]
+    conn.send_nowait(message("live 2"), 6)  # late: dropped
+    assert conn.state is CATCHING_UP
+    conn.send_nowait(message("live 3"), 6)
+    assert conn.state is OPEN
+    conn.send_nowait(message("live 1"), 6)  # OPEN: the filter no longer applies
+    assert send.texts == ["replay 1", "replay 2", "live 3", "live 1"]
