@@ -17,7 +17,7 @@ from starlette_ws.health import health
 from starlette_ws.hosts import TrustedHosts
 from starlette_ws.hubs import Hubs
 from starlette_ws.items import ItemsEndpoint
-from starlette_ws.rooms import RoomEndpoint, presence
+from starlette_ws.rooms import RoomEndpoint, presence, room_page, rooms_page
 from starlette_ws.settings import Settings
 
 
@@ -67,6 +67,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         WebSocketRoute("/ws", EchoEndpoint, name="echo_ws"),
         WebSocketRoute("/items/{item_id}/ws", ItemsEndpoint, name="items_ws"),
         WebSocketRoute("/ws/{client_id}", ChatEndpoint, name="chat_ws"),
+        Route("/rooms", rooms_page, name="rooms_page"),
+        Route("/rooms/{room}", room_page, name="room_page"),
         Route("/rooms/{room}/presence", presence, name="room_presence"),
         WebSocketRoute("/rooms/{room}/ws/{client_id}", RoomEndpoint, name="room_ws"),
     ]

@@ -18,10 +18,10 @@ from typing import Any
 import anyio
 from starlette import status
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket
 
-from starlette_ws import params
+from starlette_ws import pages, params
 from starlette_ws.backends import BackendError
 from starlette_ws.endpoint import TextEndpoint, settings_of
 from starlette_ws.history import HistoryError, RoomStore, room_channel
@@ -189,6 +189,15 @@ async def presence(request: Request) -> Response:
     return JSONResponse({"room": room, "members": members_of(await store.members(room))})
 
 
-async def active_rooms(hubs: Hubs) -> dict[str, list[int | str]]:
-    store = await hubs.store()
-    return {room: members_of(members) for room, members in (await store.rooms()).items()}
+async def rooms_page(request: Request) -> Response:
+    store = await request.app.state.hubs.store()
+    rooms = {room: members_of(members) for room, members in (await store.rooms()).items()}
+    return pages.render(request, "rooms", {"rooms": rooms})
+
+
+async def room_page(request: Request) -> Response:
+    try:
+        room = parse_room(request.path_params["room"])
+    except InvalidValue as exc:
+        return PlainTextResponse(exc.msg, status_code=status.HTTP_404_NOT_FOUND)
+    return pages.render(request, "room", {"room": room, "page": "rooms"})

@@ -155,3 +155,16 @@ def test_rooms_without_the_lifespan_share_one_history_across_event_loops() -> No
         assert receive(late)["type"] == "presence"
         assert [receive(late)["offset"] for _ in range(3)] == [3, 4, 5]  # the message, two leaves
     assert plain.get("/rooms/x/presence").json() == {"room": "x", "members": []}
+
+
+def test_the_rooms_page_lists_rooms_with_members_now_and_each_room_has_a_page(client: TestClient) -> None:
+    assert "Nobody is in a room right now." in client.get("/rooms").text
+    with client.websocket_connect("/rooms/busy/ws/41") as one:
+        until(one, "join")
+        listing = client.get("/rooms").text
+        assert 'href="http://testserver/rooms/busy"' in listing and "41" in listing
+    assert "busy" not in client.get("/rooms").text
+    page = client.get("/rooms/busy")
+    assert page.status_code == 200 and 'data-ws-url="ws://testserver/rooms/busy/ws/CLIENT_ID"' in page.text
+    assert client.get("/rooms/not%20a%20room").status_code == 404
+    assert client.get("/rooms/not%20a%20room/presence").status_code == 404
