@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -168,3 +169,14 @@ def test_the_rooms_page_lists_rooms_with_members_now_and_each_room_has_a_page(cl
     assert page.status_code == 200 and 'data-ws-url="ws://testserver/rooms/busy/ws/CLIENT_ID"' in page.text
     assert client.get("/rooms/not%20a%20room").status_code == 404
     assert client.get("/rooms/not%20a%20room/presence").status_code == 404
+
+
+def test_a_member_stays_present_past_the_ttl_while_its_process_refreshes_it() -> None:
+    app = create_app(Settings(presence_ttl=0.3))
+    with TestClient(app) as short, short.websocket_connect("/rooms/beat/ws/5") as one:
+        until(one, "join")
+        time.sleep(0.8)  # over two TTLs: only the heartbeat (every TTL/3) keeps it
+        assert short.get("/rooms/beat/presence").json()["members"] == [5]
+        store = store_of(short)
+        store.clock = lambda: time.monotonic() + 1.0  # as if the heartbeat had stopped a TTL ago
+        assert short.get("/rooms/beat/presence").json()["members"] == []
