@@ -180,3 +180,22 @@ def test_a_member_stays_present_past_the_ttl_while_its_process_refreshes_it() ->
         store = store_of(short)
         store.clock = lambda: time.monotonic() + 1.0  # as if the heartbeat had stopped a TTL ago
         assert short.get("/rooms/beat/presence").json()["members"] == []
+
+
+def test_a_room_client_that_floods_or_sends_too_much_is_closed_as_on_the_chat() -> None:
+    app = create_app(Settings(chat_rate_per_second=0.001, chat_rate_burst=2, max_message_bytes=10))
+    with TestClient(app) as limited:
+        with limited.websocket_connect("/rooms/f/ws/1") as flood:
+            until(flood, "join")
+            for n in range(3):
+                flood.send_text(f"m{n}")
+            assert [until(flood, "message")["text"] for _ in range(2)] == ["m0", "m1"]
+            assert flood.receive() == {
+                "type": "websocket.close",
+                "code": 1008,
+                "reason": "Rate limit: 0.001 messages/s, bursts of 2",
+            }
+        with limited.websocket_connect("/rooms/f/ws/2") as big:
+            until(big, "join")
+            big.send_text("x" * 11)
+            assert big.receive() == {"type": "websocket.close", "code": 1009, "reason": "Message over 10 bytes"}
