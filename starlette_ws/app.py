@@ -17,6 +17,7 @@ from starlette_ws.health import health
 from starlette_ws.hosts import TrustedHosts
 from starlette_ws.hubs import Hubs
 from starlette_ws.items import ItemsEndpoint
+from starlette_ws.rooms import RoomEndpoint, presence, room_page, rooms_page
 from starlette_ws.settings import Settings
 
 
@@ -29,7 +30,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_environ()
     templates = Jinja2Templates(directory=settings.templates_dir or pages.package_templates())
     templates.env.globals.update(ITEM_ID=pages.ITEM_ID, CLIENT_ID=pages.CLIENT_ID)
-    hubs = Hubs(settings.broadcast_url, settings.send_queue_bytes)
+    hubs = Hubs(
+        settings.broadcast_url,
+        settings.send_queue_bytes,
+        settings.channel_prefix,
+        settings.room_history,
+        settings.room_history_seconds,
+        settings.presence_ttl,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -59,6 +67,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         WebSocketRoute("/ws", EchoEndpoint, name="echo_ws"),
         WebSocketRoute("/items/{item_id}/ws", ItemsEndpoint, name="items_ws"),
         WebSocketRoute("/ws/{client_id}", ChatEndpoint, name="chat_ws"),
+        Route("/rooms", rooms_page, name="rooms_page"),
+        Route("/rooms/{room}", room_page, name="room_page"),
+        Route("/rooms/{room}/presence", presence, name="room_presence"),
+        WebSocketRoute("/rooms/{room}/ws/{client_id}", RoomEndpoint, name="room_ws"),
     ]
     if settings.metrics:
         routes.append(Route("/metrics", metrics.scrape, name="metrics"))

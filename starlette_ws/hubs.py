@@ -7,24 +7,82 @@ and engine connections belong to one loop; so each loop gets its own hub, starte
 chat connection in it and stopped by the last one to leave (closing its engine connections
 before the loop ends). `memory://` hubs of one app hear each other through the app's
 `MemoryBus`; Redis and PostgreSQL hubs through the engine.
+
+Each hub comes with the rooms' history and presence store of its engine (`memory://`: one store
+for the whole app, on the same bus), and a heartbeat that keeps this loop's room members present.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from urllib.parse import urlsplit
 
 from starlette_ws.backends import Backend, backend_for_url
 from starlette_ws.backends.memory import MemoryBackend, MemoryBus
+from starlette_ws.history import RoomStore, store_for_url
 from starlette_ws.hub import Hub
+
+logger = logging.getLogger("starlette_ws.hubs")
+
+
+class Rooms:
+    """What a loop's room connections share: the store and the members it keeps present."""
+
+    def __init__(self, store: RoomStore, ttl: float) -> None:
+        self.store = store
+        self.ttl = ttl
+        self.local: dict[str, tuple[str, str]] = {}  # member -> (room, client id), this loop's
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+
+    async def here(self, room: str, member: str, client_id: str) -> None:
+        self.local[member] = (room, client_id)
+        await self.store.present(room, member, client_id, self.ttl)
+
+    async def gone(self, room: str, member: str) -> None:
+        self.local.pop(member, None)
+        await self.store.absent(room, member)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            for member, (room, client_id) in list(self.local.items()):
+                try:
+                    await self.store.present(room, member, client_id, self.ttl)
+                except Exception:  # an outage: the next beat tries again
+                    logger.warning("Refreshing %r in room %r failed", client_id, room, exc_info=True)
 
 
 class Hubs:
-    def __init__(self, broadcast_url: str, queue_bytes: int) -> None:
+    def __init__(
+        self,
+        broadcast_url: str,
+        queue_bytes: int,
+        prefix: str = "starlette-ws:",
+        history: int = 100,
+        seconds: float = 300.0,
+        presence_ttl: float = 30.0,
+    ) -> None:
         self.broadcast_url = broadcast_url
         self.queue_bytes = queue_bytes
         self.scheme = urlsplit(broadcast_url).scheme
         self._bus = MemoryBus() if self.scheme == "memory" else None
+        self._store_args = (broadcast_url, prefix, history, seconds)
+        self.presence_ttl = presence_ttl
+        # memory://: one store for every loop, so that they share one history
+        self._shared = store_for_url(*self._store_args, bus=self._bus) if self._bus is not None else None
+        self._rooms: dict[Hub, Rooms] = {}
+        self._rooms_starting: dict[Hub, asyncio.Task[Rooms]] = {}
         self._hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
         self._starting: dict[asyncio.AbstractEventLoop, asyncio.Task[Hub]] = {}
         self._users: dict[Hub, int] = {}  # chat connections per hub
@@ -51,7 +109,34 @@ class Hubs:
         hub = self._hubs.pop(asyncio.get_running_loop(), None)
         if hub is not None:
             self._kept.discard(hub)
-            await hub.stop()
+            await self._stop(hub)
+
+    async def rooms(self, hub: Hub) -> Rooms:
+        """The rooms' store and presence that come with `hub`, connected on first use: the chat
+        alone never needs them."""
+        rooms = self._rooms.get(hub)
+        if rooms is not None:
+            return rooms
+        starting = self._rooms_starting.get(hub)
+        if starting is None:
+            starting = self._rooms_starting[hub] = asyncio.get_running_loop().create_task(self._start_rooms(hub))
+        return await asyncio.shield(starting)
+
+    async def store(self) -> RoomStore:
+        """A store for a request that holds no hub (memory://: the app's; else this loop's hub's)."""
+        if self._shared is not None:
+            return self._shared
+        return (await self.rooms(await self._hub())).store
+
+    async def _start_rooms(self, hub: Hub) -> Rooms:
+        try:
+            store = self._shared or store_for_url(*self._store_args)
+            await store.connect()
+            rooms = self._rooms[hub] = Rooms(store, self.presence_ttl)
+            rooms.start()
+            return rooms
+        finally:
+            del self._rooms_starting[hub]
 
     async def acquire(self) -> Hub:
         """The running loop's hub for a chat connection, started on first use (`BackendError`
@@ -72,7 +157,7 @@ class Hubs:
         loop = asyncio.get_running_loop()
         if self._hubs.get(loop) is hub:
             del self._hubs[loop]
-        await hub.stop()
+        await self._stop(hub)
 
     async def _hub(self) -> Hub:
         loop = asyncio.get_running_loop()
@@ -94,6 +179,16 @@ class Hubs:
             return hub
         finally:
             del self._starting[loop]
+
+    async def _stop(self, hub: Hub) -> None:
+        rooms = self._rooms.pop(hub, None)
+        try:
+            if rooms is not None:
+                await rooms.stop()
+                if rooms.store is not self._shared:
+                    await rooms.store.disconnect()
+        finally:
+            await hub.stop()
 
     def _backend(self) -> Backend:
         if self._bus is not None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,6 +17,7 @@ DEMOS = {
     "echo": ("Echo", "Every message comes back from the server."),
     "items": ("Items", "A socket guarded by path, query, cookie and token parameters."),
     "chat": ("Chat", "A broadcast chat: every connected page sees every message."),
+    "rooms": ("Rooms", "Chat rooms with members, history and recovery: a dropped connection loses nothing."),
 }
 
 
@@ -24,9 +26,9 @@ def package_templates() -> Path:
     return Path(str(files("starlette_ws.templates")))
 
 
-def render(request: Request, name: str) -> Response:
+def render(request: Request, name: str, context: dict[str, Any] | None = None) -> Response:
     templates: Jinja2Templates = request.app.state.templates
-    return templates.TemplateResponse(request, f"{name}.html", {"demos": DEMOS, "page": name})
+    return templates.TemplateResponse(request, f"{name}.html", {"demos": DEMOS, "page": name, **(context or {})})
 
 
 async def index(request: Request) -> Response:

@@ -28,6 +28,13 @@ class Settings:
     # Your own pages in place of the ones the package ships (None: the package's).
     templates_dir: Path | None = None
     metrics: bool = True  # GET /metrics, and the per-connection counts behind it
+    # Rooms: each keeps its last ROOM_HISTORY messages younger than ROOM_HISTORY_SECONDS; a member
+    # whose process stops refreshing it is gone after PRESENCE_TTL seconds. CHANNEL_PREFIX keeps
+    # deployments that share one engine apart.
+    room_history: int = 100
+    room_history_seconds: float = 300.0
+    presence_ttl: float = 30.0
+    channel_prefix: str = "starlette-ws:"
     debug: bool = False
 
     @classmethod
@@ -49,6 +56,10 @@ class Settings:
             ws_max_fragments=config("WS_MAX_FRAGMENTS", cast=int, default=default.ws_max_fragments),
             templates_dir=_path_or_none(config("TEMPLATES_DIR", default="")),
             metrics=config("METRICS", cast=bool, default=default.metrics),
+            room_history=config("ROOM_HISTORY", cast=int, default=default.room_history),
+            room_history_seconds=config("ROOM_HISTORY_SECONDS", cast=float, default=default.room_history_seconds),
+            presence_ttl=config("PRESENCE_TTL", cast=float, default=default.presence_ttl),
+            channel_prefix=config("CHANNEL_PREFIX", default=default.channel_prefix),
             debug=config("DEBUG", cast=bool, default=False),
         )
 

@@ -28,7 +28,7 @@ def expect_refused(page: Page) -> None:
 def test_index_links_every_page(open_page: OpenPage) -> None:
     page = open_page("/")
     links = page.locator("main a").evaluate_all("links => links.map(link => link.getAttribute('href'))")
-    assert [link.rsplit("/", 1)[-1] for link in links] == ["echo", "items", "chat"]
+    assert [link.rsplit("/", 1)[-1] for link in links] == ["echo", "items", "chat", "rooms"]
 
 
 def test_echo_round_trip(open_page: OpenPage) -> None:

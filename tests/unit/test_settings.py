@@ -32,3 +32,14 @@ def test_allowed_hosts_from_environment(value: str, hosts: tuple[str, ...]) -> N
 def test_settings_read_metrics_from_the_environment() -> None:
     assert Settings.from_environ({}).metrics is True
     assert Settings.from_environ({"METRICS": "false"}).metrics is False
+
+
+def test_settings_read_the_rooms_limits_from_the_environment() -> None:
+    default = Settings.from_environ({})
+    assert (default.room_history, default.room_history_seconds, default.presence_ttl) == (100, 300.0, 30.0)
+    assert default.channel_prefix == "starlette-ws:"
+    settings = Settings.from_environ(
+        {"ROOM_HISTORY": "5", "ROOM_HISTORY_SECONDS": "1.5", "PRESENCE_TTL": "3", "CHANNEL_PREFIX": "staging:"}
+    )
+    assert (settings.room_history, settings.room_history_seconds, settings.presence_ttl) == (5, 1.5, 3.0)
+    assert settings.channel_prefix == "staging:"

@@ -1,0 +1,71 @@
+"""Two pages in a room: one goes offline while the other talks, comes back and shows every
+message once, in order; the member list follows joins and leaves."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from tests.browser import ui
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+    from harness.servers import UvicornServer
+
+
+def members(page: Page) -> list[int]:
+    shown: list[int] = json.loads(page.locator("#members").get_attribute("data-members") or "[]")
+    return shown
+
+
+def wait_members(page: Page, expected: list[int]) -> None:
+    page.wait_for_function(
+        "expected => document.getElementById('members').dataset.members === JSON.stringify(expected)",
+        arg=expected,
+    )
+
+
+def said(page: Page) -> list[str]:
+    return [text for text in ui.messages(page) if ": " in text]
+
+
+def test_a_page_that_was_offline_shows_every_message_once_in_order(
+    browser: Browser, live_server: UvicornServer
+) -> None:
+    quiet = browser.new_context(base_url=live_server.http_url)
+    talker = browser.new_context(base_url=live_server.http_url)
+    try:
+        away = quiet.new_page()
+        away.goto("/rooms/browser-room")
+        away_id = ui.chat_id(away)
+        wait_members(away, [away_id])
+        here = talker.new_page()
+        here.goto("/rooms/browser-room")
+        here_id = ui.chat_id(here)
+        for page in (away, here):  # the join shows on both lists
+            wait_members(page, sorted([away_id, here_id]))
+        ui.send(here, "before")
+        ui.wait_message(away, f"Client #{here_id}: before")
+
+        quiet.set_offline(True)
+        wait_members(here, [here_id])  # the server saw the offline page leave
+        lines = [f"line {n}" for n in range(10)]
+        for line in lines:
+            ui.send(here, line)
+            ui.wait_message(here, f"Client #{here_id}: {line}")
+        assert members(here) == [here_id]  # still offline: the ten can only come back as a replay
+        quiet.set_offline(False)
+
+        ui.wait_status(away, "open", timeout=15_000)
+        ui.wait_message(away, f"Client #{here_id}: line 9", timeout=10_000)
+        assert said(away) == [f"Client #{here_id}: {text}" for text in ["before", *lines]]
+        offsets = away.locator("#messages li").evaluate_all("items => items.map(item => Number(item.dataset.offset))")
+        assert offsets == sorted(set(offsets))  # each entry once, in order
+
+        here.close()  # the leave shows on the other page's list
+        wait_members(away, [away_id])
+        assert members(away) == [away_id]
+    finally:
+        quiet.close()
+        talker.close()

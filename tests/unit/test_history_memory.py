@@ -1,0 +1,147 @@
+"""The memory:// room store: offsets, trimming by count and age, replay and presence."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+from starlette_ws.backends import Event
+from starlette_ws.backends.memory import MemoryBackend, MemoryBus
+from starlette_ws.history import Entry, room_channel, store_for_url
+from starlette_ws.history.memory import MemoryStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def store(history: int = 100, seconds: float = 300.0, bus: MemoryBus | None = None) -> tuple[MemoryStore, Clock]:
+    memory = MemoryStore("memory://", "t:", history, seconds, bus)
+    clock = memory.clock = Clock()
+    return memory, clock
+
+
+def rest(text: str) -> str:
+    return json.dumps({"type": "message", "text": text}, separators=(",", ":"))[1:]
+
+
+def texts(entries: tuple[Entry, ...]) -> list[str]:
+    return [json.loads(entry.payload)["text"] for entry in entries]
+
+
+@pytest.mark.anyio
+async def test_offsets_count_up_per_room_and_the_payload_starts_with_offset_and_epoch() -> None:
+    with anyio.fail_after(5):
+        memory, _ = store()
+        first = await memory.append("a", rest("x"))
+        second = await memory.append("a", rest("y"))
+        other = await memory.append("b", rest("z"))
+        assert (first.offset, second.offset, other.offset) == (1, 2, 1)
+        assert second.payload == f'{{"offset":2,"epoch":"{memory.epoch}","type":"message","text":"y"}}'
+        assert json.loads(second.payload) == {"offset": 2, "epoch": memory.epoch, "type": "message", "text": "y"}
+
+
+@pytest.mark.anyio
+async def test_append_publishes_on_the_rooms_channel_in_offset_order() -> None:
+    with anyio.fail_after(5):
+        bus = MemoryBus()
+        backend = MemoryBackend("memory://", bus)
+        await backend.connect()
+        await backend.subscribe(room_channel("t:", "a"))
+        memory, _ = store(bus=bus)
+        for n in range(5):
+            await memory.append("a", rest(str(n)))
+        await memory.append("b", rest("elsewhere"))
+        got = [await backend.next_published() for _ in range(5)]
+        assert [json.loads(event.message)["offset"] for event in got] == [1, 2, 3, 4, 5]
+        assert {event.channel for event in got} == {"t:room:a"}
+        assert backend._events.empty()  # room b is another channel
+        assert isinstance(got[0], Event)
+
+
+@pytest.mark.anyio
+async def test_history_keeps_the_last_entries_by_count_and_age() -> None:
+    with anyio.fail_after(5):
+        memory, clock = store(history=3, seconds=10)
+        for n in range(5):
+            await memory.append("a", rest(str(n)))
+        replay = await memory.replay("a", None, None)
+        assert [entry.offset for entry in replay.entries] == [3, 4, 5]
+        assert replay.last == 5
+        clock.now += 6
+        await memory.append("a", rest("later"))
+        clock.now += 6  # the first five are now 12 s old, the sixth 6 s
+        replay = await memory.replay("a", None, None)
+        assert [entry.offset for entry in replay.entries] == [6]
+        clock.now += 6
+        replay = await memory.replay("a", None, None)
+        assert replay.entries == () and replay.last == 6
+
+
+@pytest.mark.anyio
+async def test_replay_after_an_offset_counts_what_is_missed() -> None:
+    with anyio.fail_after(5):
+        memory, _ = store(history=3)
+        for n in range(1, 6):
+            await memory.append("a", rest(str(n)))
+        epoch = memory.epoch
+        # retained: 3, 4, 5
+        replay = await memory.replay("a", 3, epoch)
+        assert (texts(replay.entries), replay.missed, replay.epoch) == (["4", "5"], 0, epoch)
+        replay = await memory.replay("a", 2, epoch)
+        assert (texts(replay.entries), replay.missed) == (["3", "4", "5"], 0)
+        replay = await memory.replay("a", 0, epoch)
+        assert (texts(replay.entries), replay.missed) == (["3", "4", "5"], 2)
+        replay = await memory.replay("a", 5, epoch)
+        assert (replay.entries, replay.missed, replay.last) == ((), 0, 5)
+        replay = await memory.replay("nobody-here", 0, epoch)
+        assert (replay.entries, replay.missed, replay.last) == ((), 0, 0)
+
+
+@pytest.mark.anyio
+async def test_replay_with_another_epoch_or_an_offset_never_given_is_a_lost_history() -> None:
+    with anyio.fail_after(5):
+        memory, _ = store()
+        await memory.append("a", rest("1"))
+        await memory.append("a", rest("2"))
+        other = store()[0]
+        assert other.epoch != memory.epoch  # a restarted store is another history
+        replay = await memory.replay("a", 1, other.epoch)
+        assert (texts(replay.entries), replay.missed, replay.epoch) == (["1", "2"], None, memory.epoch)
+        replay = await memory.replay("a", 7, memory.epoch)
+        assert (texts(replay.entries), replay.missed) == (["1", "2"], None)
+
+
+@pytest.mark.anyio
+async def test_presence_lists_client_ids_once_until_absent_or_expired() -> None:
+    with anyio.fail_after(5):
+        memory, clock = store()
+        await memory.present("a", "m1", "7", ttl=30)
+        await memory.present("a", "m2", "7", ttl=30)  # the same client twice: listed once
+        await memory.present("a", "m3", "12", ttl=10)
+        await memory.present("b", "m4", "3", ttl=30)
+        assert await memory.members("a") == ["12", "7"]
+        assert await memory.rooms() == {"a": ["12", "7"], "b": ["3"]}
+        await memory.absent("b", "m4")
+        clock.now += 11  # m3 not refreshed
+        assert await memory.members("a") == ["7"]
+        await memory.present("a", "m1", "7", ttl=30)  # refreshed
+        clock.now += 25
+        assert await memory.members("a") == ["7"]
+        assert await memory.rooms() == {"a": ["7"]}
+        assert await memory.members("nowhere") == []
+
+
+def test_store_for_url_picks_the_memory_store_and_refuses_unknown_schemes() -> None:
+    bus = MemoryBus()
+    memory = store_for_url("memory://", "p:", 5, 1.0, bus)
+    assert isinstance(memory, MemoryStore)
+    assert (memory.prefix, memory.history, memory.seconds) == ("p:", 5, 1.0)
+    with pytest.raises(ValueError, match="ftp"):
+        store_for_url("ftp://x", "p:", 5, 1.0)
