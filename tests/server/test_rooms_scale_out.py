@@ -1,0 +1,97 @@
+"""Rooms across two uvicorn processes through Redis and PostgreSQL (real servers): one order per
+room everywhere, presence from every process, and recovery in one process of what was said in
+the other."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection
+
+from harness.servers import UvicornServer
+from harness.services import PostgresServer, RedisServer
+from tests.clients import ws_connect
+
+
+def two_processes(broadcast_url: str) -> Iterator[tuple[UvicornServer, UvicornServer]]:
+    env = {"BROADCAST_URL": broadcast_url, "CHANNEL_PREFIX": "scale-out:"}
+    with UvicornServer(env=env) as a, UvicornServer(env=env) as b:
+        yield a, b
+
+
+@pytest.fixture(scope="module")
+def redis_rooms(redis_server: RedisServer) -> Iterator[tuple[UvicornServer, UvicornServer]]:
+    yield from two_processes(redis_server.url)
+
+
+@pytest.fixture(scope="module")
+def postgres_rooms(postgres_server: PostgresServer) -> Iterator[tuple[UvicornServer, UvicornServer]]:
+    yield from two_processes(postgres_server.url)
+
+
+@pytest.fixture(params=["redis", "postgres"])
+def rooms_pair(request: pytest.FixtureRequest) -> tuple[UvicornServer, UvicornServer]:
+    result: tuple[UvicornServer, UvicornServer] = request.getfixturevalue(f"{request.param}_rooms")
+    return result
+
+
+def next_json(ws: ClientConnection) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(ws.recv(timeout=10))
+    return value
+
+
+def until(ws: ClientConnection, kind: str, **match: Any) -> dict[str, Any]:
+    while True:
+        message = next_json(ws)
+        if message["type"] == kind and all(message.get(key) == value for key, value in match.items()):
+            return message
+
+
+def messages(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
+    """The next `count` chat lines (type `message`), skipping everything else."""
+    found: list[dict[str, Any]] = []
+    while len(found) < count:
+        message = next_json(ws)
+        if message["type"] == "message":
+            found.append(message)
+    return found
+
+
+def members(server: UvicornServer, room: str) -> list[int]:
+    with urllib.request.urlopen(f"{server.http_url}/rooms/{room}/presence", timeout=5) as response:
+        found: list[int] = json.load(response)["members"]
+        return found
+
+
+def test_one_order_presence_and_recovery_across_processes(rooms_pair: tuple[UvicornServer, UvicornServer]) -> None:
+    a, b = rooms_pair
+    room = f"x{time.monotonic_ns()}"
+    with ws_connect(a, f"/rooms/{room}/ws/1") as one:
+        until(one, "join", client_id=1)
+        with ws_connect(b, f"/rooms/{room}/ws/2") as two:
+            until(two, "join", client_id=2)
+            assert members(a, room) == members(b, room) == [1, 2]  # every process sees both
+            for n in range(5):
+                (one if n % 2 else two).send(f"m{n}")
+            heard = [messages(ws, 5) for ws in (one, two)]
+            numbered = [[(m["offset"], m["text"]) for m in messages] for messages in heard]
+            assert numbered[0] == numbered[1]  # one order, the same numbers, in both processes
+            epoch, last = heard[0][-1]["epoch"], heard[0][-1]["offset"]
+        seen = until(one, "leave", client_id=2)
+        assert seen["offset"] == last + 1
+    # the room as one process numbered it, recovered from the other
+    with ws_connect(b, f"/rooms/{room}/ws/3?since=0&epoch={epoch}") as three:
+        assert next_json(three)["type"] == "presence"
+        replayed: list[dict[str, Any]] = []
+        while len(replayed) < last + 2:  # join 1, join 2, five messages, leave 2, leave 1
+            message = next_json(three)
+            replayed.append(message)
+        offsets = [message["offset"] for message in replayed]
+        assert offsets == list(range(1, last + 3))
+        assert [(m["offset"], m["text"]) for m in replayed if m["type"] == "message"] == numbered[0]
+        assert {m["epoch"] for m in replayed} == {epoch}
