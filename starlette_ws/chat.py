@@ -9,9 +9,9 @@ from starlette.websockets import WebSocket
 from starlette_ws import params
 from starlette_ws.backends import BackendError, MessageTooLarge
 from starlette_ws.deny import MAX_REASON_BYTES, truncate_utf8
-from starlette_ws.endpoint import TextEndpoint, logger, settings_of
-from starlette_ws.hub import Connection, Hub
+from starlette_ws.endpoint import logger, settings_of
 from starlette_ws.hubs import Hubs
+from starlette_ws.members import MemberEndpoint
 from starlette_ws.params import Error
 from starlette_ws.ratelimit import TokenBucket
 
@@ -19,12 +19,10 @@ CHANNEL = "chat"
 NOT_STARTED = "Broadcast backend not started: run the app's lifespan"
 
 
-class ChatEndpoint(TextEndpoint):
+class ChatEndpoint(MemberEndpoint):
     """Twin of the tutorial's third app, with its broadcast behind the hub."""
 
     params = (params.path("client_id", params.parse_int),)
-    connection: Connection | None = None
-    hub: Hub | None = None
 
     def admit(self, websocket: WebSocket, values: dict[str, Any]) -> list[Error]:
         self.client_id: int = values["client_id"]
@@ -63,17 +61,6 @@ class ChatEndpoint(TextEndpoint):
             await self.hub.broadcast(self.connection, CHANNEL, says)
         except MessageTooLarge as exc:
             await self.close(websocket, status.WS_1009_MESSAGE_TOO_BIG, truncate_utf8(str(exc), MAX_REASON_BYTES))
-
-    def close_code(self, reported: int) -> int:
-        if self.closed_with is None and self.connection is not None and self.connection.closed_with is not None:
-            return self.connection.closed_with  # the hub closed it: a slow client (1013)
-        return super().close_code(reported)
-
-    async def send_close(self, websocket: WebSocket, code: int, reason: str) -> None:
-        if self.connection is None:
-            await super().send_close(websocket, code, reason)
-        else:
-            self.connection.close_after_queue(code, reason)
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
         if self.hub is None:

@@ -23,10 +23,10 @@ from starlette.websockets import WebSocket
 
 from starlette_ws import pages, params
 from starlette_ws.backends import BackendError
-from starlette_ws.endpoint import TextEndpoint, settings_of
+from starlette_ws.endpoint import settings_of
 from starlette_ws.history import HistoryError, RoomStore, room_channel
-from starlette_ws.hub import Connection, Hub
 from starlette_ws.hubs import Hubs, Rooms
+from starlette_ws.members import MemberEndpoint
 from starlette_ws.params import Error, InvalidValue
 from starlette_ws.ratelimit import TokenBucket
 
@@ -82,15 +82,13 @@ def members_of(ids: list[str]) -> list[int | str]:
     return [int(member) if member.isdigit() else member for member in ids]
 
 
-class RoomEndpoint(TextEndpoint):
+class RoomEndpoint(MemberEndpoint):
     params = (
         params.path("room", parse_room),
         params.path("client_id", params.parse_int),
         params.query("since", parse_since),
         params.query("epoch", parse_epoch),
     )
-    connection: Connection | None = None
-    hub: Hub | None = None
     rooms: Rooms | None = None
 
     def admit(self, websocket: WebSocket, values: dict[str, Any]) -> list[Error]:
@@ -151,17 +149,6 @@ class RoomEndpoint(TextEndpoint):
             logger.warning("Room %r: %s entry not kept: %s", self.room, kind, exc)
             return False
         return True
-
-    def close_code(self, reported: int) -> int:
-        if self.closed_with is None and self.connection is not None and self.connection.closed_with is not None:
-            return self.connection.closed_with  # the hub closed it: a slow client (1013)
-        return super().close_code(reported)
-
-    async def send_close(self, websocket: WebSocket, code: int, reason: str) -> None:
-        if self.connection is None:
-            await super().send_close(websocket, code, reason)
-        else:
-            self.connection.close_after_queue(code, reason)
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
         if self.hub is None:

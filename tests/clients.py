@@ -201,3 +201,17 @@ def over_testclient(client: TestClient, case: Case) -> Transcript:
         return Transcript(status=denial.status_code, body=denial.content, accepted=False)
     except WebSocketDisconnect as exc:
         return Transcript(close=(exc.code, exc.reason), accepted=False)
+
+
+def next_json(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
+    """The next message, a JSON object (the rooms' messages)."""
+    value: dict[str, Any] = json.loads(ws.recv(timeout=timeout))
+    return value
+
+
+def until(ws: ClientConnection, kind: str, **match: Any) -> dict[str, Any]:
+    """The next JSON message of type `kind` whose fields match; the ones before it are skipped."""
+    while True:
+        message = next_json(ws)
+        if message["type"] == kind and all(message.get(key) == value for key, value in match.items()):
+            return message

@@ -10,28 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from websockets.sync.client import ClientConnection
 
 from harness.servers import UvicornServer
-from tests.clients import Producer, ws_connect
+from tests.clients import Producer, next_json, until, ws_connect
 
 
 @pytest.fixture(scope="module")
 def rooms_server() -> Iterator[UvicornServer]:
     with UvicornServer(env={"ROOM_HISTORY": "1000", "CHAT_RATE_PER_SECOND": "1000"}) as server:
         yield server
-
-
-def next_json(ws: ClientConnection) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(ws.recv(timeout=5))
-    return value
-
-
-def until(ws: ClientConnection, kind: str, **match: Any) -> dict[str, Any]:
-    while True:
-        message = next_json(ws)
-        if message["type"] == kind and all(message.get(key) == value for key, value in match.items()):
-            return message
 
 
 def presence(server: UvicornServer, room: str) -> dict[str, Any]:

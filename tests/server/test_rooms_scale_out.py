@@ -15,7 +15,7 @@ from websockets.sync.client import ClientConnection
 
 from harness.servers import UvicornServer
 from harness.services import PostgresServer, RedisServer
-from tests.clients import ws_connect
+from tests.clients import next_json, until, ws_connect
 
 
 def two_processes(broadcast_url: str) -> Iterator[tuple[UvicornServer, UvicornServer]]:
@@ -38,18 +38,6 @@ def postgres_rooms(postgres_server: PostgresServer) -> Iterator[tuple[UvicornSer
 def rooms_pair(request: pytest.FixtureRequest) -> tuple[UvicornServer, UvicornServer]:
     result: tuple[UvicornServer, UvicornServer] = request.getfixturevalue(f"{request.param}_rooms")
     return result
-
-
-def next_json(ws: ClientConnection) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(ws.recv(timeout=10))
-    return value
-
-
-def until(ws: ClientConnection, kind: str, **match: Any) -> dict[str, Any]:
-    while True:
-        message = next_json(ws)
-        if message["type"] == kind and all(message.get(key) == value for key, value in match.items()):
-            return message
 
 
 def messages(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
