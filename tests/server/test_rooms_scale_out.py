@@ -5,6 +5,7 @@ the other."""
 from __future__ import annotations
 
 import json
+import signal
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from websockets.sync.client import ClientConnection
 from harness.servers import UvicornServer
 from harness.services import PostgresServer, RedisServer
 from tests.clients import next_json, until, ws_connect
+from tests.services import start_redis
 
 
 def two_processes(broadcast_url: str) -> Iterator[tuple[UvicornServer, UvicornServer]]:
@@ -83,3 +85,54 @@ def test_one_order_presence_and_recovery_across_processes(rooms_pair: tuple[Uvic
         assert offsets == list(range(1, last + 3))
         assert [(m["offset"], m["text"]) for m in replayed if m["type"] == "message"] == numbered[0]
         assert {m["epoch"] for m in replayed} == {epoch}
+
+
+TTL = 2.0  # PRESENCE_TTL in the fault tests: a dead process's members must be gone within it
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, restarted (without persistence) by the test."""
+    server = start_redis()
+    yield server
+    server.close()
+
+
+def test_a_killed_process_leaves_presence_within_the_ttl(redis_server: RedisServer) -> None:
+    env = {"BROADCAST_URL": redis_server.url, "CHANNEL_PREFIX": "ghosts:", "PRESENCE_TTL": str(TTL)}
+    room = f"g{time.monotonic_ns()}"
+    with UvicornServer(env=env) as a, UvicornServer(env=env) as b, ws_connect(a, f"/rooms/{room}/ws/1") as one:
+        until(one, "join", client_id=1)
+        with ws_connect(b, f"/rooms/{room}/ws/2") as doomed:
+            until(doomed, "join", client_id=2)
+            assert members(a, room) == [1, 2]
+            b.stop(signal.SIGKILL)  # no leave, no absent: only the expiry can remove it
+            killed = time.monotonic()
+            while members(a, room) != [1] and time.monotonic() - killed < TTL + 2:
+                time.sleep(0.1)
+            gone_after = time.monotonic() - killed
+        assert members(a, room) == [1]
+        assert gone_after <= TTL + 0.5, gone_after
+
+
+def test_redis_restarted_mid_conversation_the_epoch_says_history_was_lost(own_redis: RedisServer) -> None:
+    env = {"BROADCAST_URL": own_redis.url, "CHANNEL_PREFIX": "restart:"}
+    room = f"r{time.monotonic_ns()}"
+    with UvicornServer(env=env) as a:
+        with ws_connect(a, f"/rooms/{room}/ws/1") as one:
+            until(one, "join", client_id=1)
+            one.send("before")
+            said = until(one, "message", text="before")
+        own_redis.stop()  # a crash, and no persistence: the history is gone
+        own_redis.start()
+        deadline = time.monotonic() + 10
+        while True:  # the app's connections find the new server again
+            with ws_connect(a, f"/rooms/{room}/ws/1?since={said['offset']}&epoch={said['epoch']}") as back:
+                first = [next_json(back), next_json(back)]
+                kinds = [message["type"] for message in first]
+                if kinds == ["presence", "gap"] or time.monotonic() > deadline:
+                    break
+            time.sleep(0.2)
+        assert kinds == ["presence", "gap"], first
+        gap = first[1]
+        assert gap["missed"] is None and gap["epoch"] != said["epoch"]  # never silence
