@@ -22,7 +22,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket
 
 from starlette_ws import pages, params
-from starlette_ws.backends import BackendError
+from starlette_ws.backends import BackendError, MessageTooLarge
+from starlette_ws.deny import MAX_REASON_BYTES, truncate_utf8
 from starlette_ws.endpoint import settings_of
 from starlette_ws.history import HistoryError, RoomStore, room_channel
 from starlette_ws.hubs import Hubs, Rooms
@@ -125,7 +126,7 @@ class RoomEndpoint(MemberEndpoint):
                 gap = {"type": "gap", "room": self.room, "offset": self.since, "epoch": replay.epoch}
                 first.append(compact({**gap, "missed": replay.missed}))
             first.extend(entry.payload for entry in replay.entries)
-            cutoff = max(replay.last, replay.entries[-1].offset if replay.entries else 0)
+            cutoff = replay.last  # every replayed entry's offset is at most the room's last
         connection.release(first, lambda text: after(text, cutoff))
         await self.append(store, "join")
 
@@ -135,16 +136,25 @@ class RoomEndpoint(MemberEndpoint):
             reason = f"Rate limit: {self.bucket.rate:g} messages/s, bursts of {self.bucket.burst}"
             await self.close(websocket, status.WS_1008_POLICY_VIOLATION, reason)
             return
-        if not await self.append(self.rooms.store, "message", data):
+        try:
+            kept = await self.append(self.rooms.store, "message", data)
+        except MessageTooLarge as exc:  # as on the chat: only the sender can be told
+            await self.close(websocket, status.WS_1009_MESSAGE_TOO_BIG, truncate_utf8(str(exc), MAX_REASON_BYTES))
+            return
+        if not kept:
             await self.close(websocket, status.WS_1011_INTERNAL_ERROR, NOT_STARTED)
 
     async def append(self, store: RoomStore, kind: str, text: str | None = None) -> bool:
+        """Number and keep an entry; False (logged) when the engine did not, `MessageTooLarge`
+        raised when it cannot carry it."""
         entry: dict[str, Any] = {"type": kind, "room": self.room, "client_id": self.client_id}
         if text is not None:
             entry["text"] = text
         entry["time"] = round(time.time(), 3)
         try:
             await store.append(self.room, rest_of(entry))
+        except MessageTooLarge:
+            raise
         except (HistoryError, BackendError) as exc:
             logger.warning("Room %r: %s entry not kept: %s", self.room, kind, exc)
             return False

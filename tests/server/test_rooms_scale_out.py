@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from harness.servers import UvicornServer
@@ -85,6 +86,20 @@ def test_one_order_presence_and_recovery_across_processes(rooms_pair: tuple[Uvic
         assert offsets == list(range(1, last + 3))
         assert [(m["offset"], m["text"]) for m in replayed if m["type"] == "message"] == numbered[0]
         assert {m["epoch"] for m in replayed} == {epoch}
+
+
+def test_postgres_refuses_a_room_message_it_cannot_carry_with_1009(
+    postgres_rooms: tuple[UvicornServer, UvicornServer],
+) -> None:
+    a, _ = postgres_rooms
+    room = f"big{time.monotonic_ns()}"
+    with ws_connect(a, f"/rooms/{room}/ws/1") as one:
+        until(one, "join", client_id=1)
+        one.send("z" * 9000)
+        with pytest.raises(ConnectionClosed) as closed:
+            until(one, "message")
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert "8000" in closed.value.rcvd.reason or "8,000" in closed.value.rcvd.reason
 
 
 TTL = 2.0  # PRESENCE_TTL in the fault tests: a dead process's members must be gone within it
