@@ -74,6 +74,7 @@ bench: install system-deps
 	$(BIN)/python -m comparison.measure
 	$(BIN)/python -m comparison.bench $(BENCH_ARGS)
 	$(BIN)/python -m comparison.hub_bench $(HUB_BENCH_ARGS)
+	$(BIN)/python -m comparison.rooms_bench $(ROOMS_BENCH_ARGS)
 	$(BIN)/python -m comparison.idle_bench $(IDLE_BENCH_ARGS)
 	$(BIN)/python -m comparison.startup_bench $(STARTUP_BENCH_ARGS)
 

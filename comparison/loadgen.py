@@ -50,8 +50,13 @@ WARM_UP = 0.5  # seconds of unmeasured load before echo and items measure
 WARM_MESSAGES = 3  # unmeasured broadcasts before the measured ones
 WARM_PAUSE = 0.2  # unpaced: seconds between the warm-up broadcasts and the measured burst
 FIRST_RECEIVER_ID = 1000
+CHAT_PREFIX = f"Client #{SENDER_ID} says: ".encode()
+ROOM_MARK = f'"client_id":{SENDER_ID},"text":"'.encode()  # only messages have a text
 SLOWEST_FANOUT = 10_000  # deliveries/s the broadcast wait allows for, beyond GRACE
 HOLD_LIMIT = 300.0  # a receiver process never lives longer than this
+QUIET_WINDOW = 0.3  # seconds; see quiet()
+QUIET_SHARE = 0.05
+QUIET_LIMIT = 60.0
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -264,18 +269,41 @@ def items_sessions(base_url: str, workers: int = 20, duration: float = 3.0, serv
 # -- (c) broadcast fan-out -------------------------------------------------------------------
 
 
-async def receive_broadcasts(ws: RawWebSocket, expected: int, latencies: list[int], last: list[int]) -> None:
+def chat_path(client_id: int, room: str | None) -> str:
+    """The tutorial chat's socket, or a room's (its messages are JSON entries)."""
+    return f"/ws/{client_id}" if room is None else f"/rooms/{room}/ws/{client_id}"
+
+
+def sender_line(payload: bytes, room: str | None) -> bytes | None:
+    """The sender's line in a broadcast frame; None for anything else (joins, presence, other clients).
+
+    A room's entries are JSON objects whose members come in one order (``rooms.RoomEndpoint.append``):
+    ``{"offset":7,"epoch":"…","type":"message","room":"…","client_id":1,"text":"…","time":…}``.
+    """
+    if room is None:
+        prefix = CHAT_PREFIX
+        return payload[len(prefix) :] if payload.startswith(prefix) else None
+    start = payload.find(ROOM_MARK)
+    if start < 0:
+        return None
+    start += len(ROOM_MARK)
+    return payload[start : payload.index(b'"', start)]
+
+
+async def receive_broadcasts(
+    ws: RawWebSocket, expected: int, latencies: list[int], last: list[int], room: str | None
+) -> None:
     """Latency of every measured broadcast from the sender, until ``expected`` arrived.
 
     The sender's lines are ``{sequence} {time_ns}``; negative sequences are the warm-up.
     """
-    prefix = f"Client #{SENDER_ID} says: ".encode()
     seen = 0
     while seen < expected + WARM_MESSAGES:
         opcode, payload = await ws.recv()
-        if opcode == OP_TEXT and payload.startswith(prefix):
+        line = sender_line(payload, room) if opcode == OP_TEXT else None
+        if line is not None:
             now = time.time_ns()
-            sequence, stamp = payload[len(prefix) :].split(b" ")
+            sequence, stamp = line.split(b" ")
             seen += 1
             if int(sequence) >= 0:
                 latencies.append(now - int(stamp))
@@ -283,7 +311,7 @@ async def receive_broadcasts(ws: RawWebSocket, expected: int, latencies: list[in
 
 
 async def receivers_async(
-    base_url: str, ids: range, expected: int, queues: tuple[Any, Any], events: tuple[Event, Event]
+    base_url: str, ids: range, expected: int, queues: tuple[Any, Any], events: tuple[Event, Event], room: str | None
 ) -> None:
     """Receive until every broadcast arrived or ``finish`` is set, report, hold until ``release``.
 
@@ -294,11 +322,11 @@ async def receivers_async(
     """
     ready, results = queues
     finish, release = events
-    connections, failed = await open_many([f"{base_url}/ws/{i}" for i in ids], open_raw)
+    connections, failed = await open_many([base_url + chat_path(i, room) for i in ids], open_raw)
     ready.put((len(connections), failed))
     latencies: list[int] = []
     last = [0]
-    tasks = [asyncio.create_task(receive_broadcasts(ws, expected, latencies, last)) for ws in connections]
+    tasks = [asyncio.create_task(receive_broadcasts(ws, expected, latencies, last, room)) for ws in connections]
     deadline = time.monotonic() + HOLD_LIMIT
     while not finish.is_set() and time.monotonic() < deadline:
         if all(task.done() for task in tasks):
@@ -315,10 +343,10 @@ async def receivers_async(
 
 
 def receivers_process(
-    base_url: str, ids: range, expected: int, queues: tuple[Any, Any], events: tuple[Event, Event]
+    base_url: str, ids: range, expected: int, queues: tuple[Any, Any], events: tuple[Event, Event], room: str | None
 ) -> None:
     raise_nofile(len(ids) + 256)
-    run(receivers_async(base_url, ids, expected, queues, events))
+    run(receivers_async(base_url, ids, expected, queues, events, room))
 
 
 async def drain(ws: ClientConnection) -> None:
@@ -328,8 +356,25 @@ async def drain(ws: ClientConnection) -> None:
             pass
 
 
+async def quiet(server_pid: int, limit: float = QUIET_LIMIT) -> None:
+    """Wait (at most ``limit`` s) until the server's CPU stays under ``QUIET_SHARE`` of one core
+    for one ``QUIET_WINDOW``: what earlier steps set off (a room's join announcements) is over."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = tree_cpu(server_pid)
+        await asyncio.sleep(QUIET_WINDOW)
+        if tree_cpu(server_pid) - before < QUIET_SHARE * QUIET_WINDOW:
+            return
+
+
 async def send_lines(
-    base_url: str, messages: int, rate: float | None, server_pid: int, collect: Callable[[], T]
+    base_url: str,
+    messages: int,
+    rate: float | None,
+    server_pid: int,
+    collect: Callable[[], T],
+    room: str | None = None,
+    settle: bool = False,
 ) -> tuple[int, float, T]:
     """Send chat lines, each stamped with time.time_ns: at ``rate`` per second, or back to back.
 
@@ -338,9 +383,10 @@ async def send_lines(
     until ``collect`` (blocking: it waits for the receivers) has returned and the server's CPU
     time has been read: a sender that left earlier would have its last lines dropped, and its
     departure counted. Returns the send time of the first measured line, the server's CPU seconds
-    from just before it to then, and what ``collect`` returned.
+    from just before it to then, and what ``collect`` returned. ``settle``: the burst waits for
+    the server to be ``quiet`` first.
     """
-    async with open_ws(f"{base_url}/ws/{SENDER_ID}") as ws:
+    async with open_ws(base_url + chat_path(SENDER_ID, room)) as ws:
         reader = asyncio.create_task(drain(ws))
         first_ns = 0
         cpu_before = math.nan
@@ -350,6 +396,8 @@ async def send_lines(
             delay = started + index / rate - time.perf_counter() if rate else WARM_PAUSE * (sequence == 0)
             if delay > 0:
                 await asyncio.sleep(delay)
+            if sequence == 0 and settle:
+                await quiet(server_pid)
             if sequence == 0:
                 cpu_before = tree_cpu(server_pid)
             now = time.time_ns()
@@ -385,13 +433,16 @@ def broadcast_fanout(
     processes: int = 0,
     server_pid: int = 0,
     stalled: int = 0,
+    room: str | None = None,
+    settle: bool = False,
 ) -> Figures:
     """Deliveries per second, p50/p99 delivery latency and server CPU per delivery of a chat broadcast.
 
     ``processes`` receiver processes (0: one per 250 receivers) each hold a share of the
     ``receivers`` chat clients; one sender in this process sends ``messages`` at ``rate``/s, or
     back to back when ``rate`` is None. ``stalled`` more chat clients join first and never read
-    (what they are sent is not counted).
+    (what they are sent is not counted). ``room``: everyone is in that room instead of the
+    tutorial's chat. ``settle``: the measured lines wait until the server is quiet.
     """
     processes = processes or max(1, math.ceil(receivers / 250))
     context = multiprocessing.get_context("spawn")
@@ -400,7 +451,7 @@ def broadcast_fanout(
     workers = []
     first = FIRST_RECEIVER_ID
     for share in split(receivers, processes):
-        args = (base_url, range(first, first + share), messages, (ready, results), (finish, release))
+        args = (base_url, range(first, first + share), messages, (ready, results), (finish, release), room)
         workers.append(context.Process(target=receivers_process, args=args, daemon=True))
         first += share
     for worker in workers:
@@ -408,7 +459,7 @@ def broadcast_fanout(
     held: list[StalledClient] = []
     port = urlsplit(base_url).port or 80
     try:
-        held += [StalledClient(port, f"/ws/{STALLED_ID + i}", timeout=OPEN_TIMEOUT) for i in range(stalled)]
+        held += [StalledClient(port, chat_path(STALLED_ID + i, room), timeout=OPEN_TIMEOUT) for i in range(stalled)]
         opened = failed = 0
         for _ in workers:
             got_open, got_failed = ready.get(timeout=60)
@@ -417,7 +468,7 @@ def broadcast_fanout(
         # Unpaced, the sender is done long before the server: the wait allows for a slow one.
         grace = GRACE + receivers * messages / SLOWEST_FANOUT
         collect = functools.partial(collect_reports, results, len(workers), finish, grace)
-        first_ns, cpu, reports = run(send_lines(base_url, messages, rate, server_pid, collect))
+        first_ns, cpu, reports = run(send_lines(base_url, messages, rate, server_pid, collect, room, settle))
     finally:
         finish.set()
         release.set()
@@ -533,6 +584,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=60, help="broadcast: messages")
     parser.add_argument("--rate", type=float, default=20.0, help="broadcast: messages/s (0: unpaced)")
     parser.add_argument("--stalled", type=int, default=0, help="broadcast: clients that never read")
+    parser.add_argument("--room", default=None, help="broadcast: in this room instead of the chat")
     parser.add_argument("--processes", type=int, default=0, help="broadcast, rss: processes")
     parser.add_argument("--pid", type=int, default=0, help="the server's PID (rss: required)")
     parser.add_argument("--counts", default="1000,5000", help="rss: connection totals")
@@ -544,7 +596,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.scenario == "broadcast":
         rate = args.rate or None
         figures = broadcast_fanout(
-            args.base_url, args.receivers, args.messages, rate, args.processes, args.pid, args.stalled
+            args.base_url, args.receivers, args.messages, rate, args.processes, args.pid, args.stalled, args.room
         )
     else:
         counts = [int(count) for count in args.counts.split(",")]

@@ -14,6 +14,7 @@ from comparison.report.notes import notes_section
 from comparison.report.packages import packages_section
 from comparison.report.parity import contract_from, parity_section, parity_summary, read_parity
 from comparison.report.results import Results, read_json
+from comparison.report.rooms import rooms_section
 from comparison.report.targets import targets_section
 from comparison.report.timing import timing_section
 
@@ -43,6 +44,7 @@ def render(results: Results, notes: Path) -> str:
         ("Targets", targets),
         ("Benchmark", bench_section(bench, environment, results.bench, bench_charts(medians))),
         ("Hub and backends benchmark", hub_section(read_json(results.hub), results.hub)),
+        ("Rooms: fan-out against the chat, and recovery", rooms_section(read_json(results.rooms), results.rooms)),
         ("Lines of code per demo", loc_section(read_loc(results), LOC_CHART)),
         ("Packages installed", packages_section(read_json(results.packages))),
         ("Import and start-up time", timing_section(read_json(results.timing))),

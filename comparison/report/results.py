@@ -28,6 +28,7 @@ class Results:
         self.bench = directory / "bench.json"
         self.hub = directory / "hub_bench.json"
         self.idle = directory / "idle_bench.json"
+        self.rooms = directory / "rooms_bench.json"
         self.parity = directory / "parity.xml"
         self.timing = directory / "timing.json"
         self.environment = directory / "environment.json"

@@ -1,0 +1,25 @@
+"""The benchmarks' load generator reads the lines it measures as the server writes them: a parser
+that no longer matched would make the rooms benchmark count nothing, not fail."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from comparison.loadgen import SENDER_ID, chat_path, sender_line
+from starlette_ws.app import create_app
+
+
+def test_the_load_generator_finds_the_senders_line_in_the_chat_and_in_a_room() -> None:
+    with TestClient(create_app()) as client:
+        for room in (None, "bench"):
+            with (
+                client.websocket_connect(chat_path(7, room)) as receiver,
+                client.websocket_connect(chat_path(SENDER_ID, room)) as sender,
+            ):
+                sender.send_text("12 1700000000000000000")
+                # a room first sends its members and announces both joins: entries with no text
+                frames = [receiver.receive_text() for _ in range(4 if room else 1)]
+                assert [sender_line(frame.encode(), room) for frame in frames] == [
+                    *([None] * (len(frames) - 1)),
+                    b"12 1700000000000000000",
+                ], frames
