@@ -32,6 +32,7 @@ from starlette_ws.history.base import (
     room_channel,
 )
 
+TABLES = "the room tables (starlette_ws_rooms, starlette_ws_entries, starlette_ws_presence)"
 SCHEMA = """
 SELECT pg_advisory_xact_lock(hashtext('starlette_ws_rooms'));
 CREATE TABLE IF NOT EXISTS starlette_ws_rooms (
@@ -154,6 +155,9 @@ class PostgresStore:
         except HistoryError:
             await self.disconnect()
             raise
+        except asyncpg.PostgresError as exc:  # reached, then refused (a role that may not CREATE)
+            await self.disconnect()
+            raise HistoryError(f"PostgreSQL at {self.address} cannot create {TABLES}: {self._reason(exc)}") from exc
         except ERRORS as exc:
             await self.disconnect()
             raise HistoryError(f"PostgreSQL at {self.address} is unreachable: {self._reason(exc)}") from exc
