@@ -24,8 +24,9 @@ from starlette_ws.settings import Settings
 def create_app(settings: Settings | None = None) -> Starlette:
     """The demos, ready to serve; the handlers find settings, templates and hubs on `app.state`.
 
-    The lifespan connects the chat's broadcast engine at start-up and closes it at shutdown;
-    without it (`TestClient(app)` outside `with`) the first chat connection starts it.
+    The lifespan connects the chat's broadcast engine and the rooms' store at start-up (either
+    failing fails the start-up) and closes them at shutdown; without it (`TestClient(app)`
+    outside `with`) the first chat or room connection starts what it needs.
     """
     settings = settings or Settings.from_environ()
     templates = Jinja2Templates(directory=settings.templates_dir or pages.package_templates())

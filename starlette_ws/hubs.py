@@ -1,15 +1,16 @@
 """The app's chat hub for the running event loop, with or without the app's lifespan.
 
-A server runs one event loop: the lifespan starts its hub (a broadcast engine that is not there
-is a start-up error) and stops it. Starlette's TestClient without `with` runs no lifespan and
-gives every connection an event loop of its own, in its own thread, and a hub's tasks, futures
-and engine connections belong to one loop; so each loop gets its own hub, started by the first
-chat connection in it and stopped by the last one to leave (closing its engine connections
-before the loop ends). `memory://` hubs of one app hear each other through the app's
-`MemoryBus`; Redis and PostgreSQL hubs through the engine.
+A server runs one event loop: the lifespan starts its hub and the hub's room store (an engine
+that is not there, or refuses what the store needs, is a start-up error) and stops them.
+Starlette's TestClient without `with` runs no lifespan and gives every connection an event loop
+of its own, in its own thread, and a hub's tasks, futures and engine connections belong to one
+loop; so each loop gets its own hub, started by the first chat connection in it and stopped by
+the last one to leave (closing its engine connections before the loop ends). `memory://` hubs
+of one app hear each other through the app's `MemoryBus`; Redis and PostgreSQL hubs through the engine.
 
 Each hub comes with the rooms' history and presence store of its engine (`memory://`: one store
-for the whole app, on the same bus), and a heartbeat that keeps this loop's room members present.
+for the whole app, on the same bus), and a heartbeat that keeps this loop's room members present;
+without the lifespan they start with the loop's first room connection.
 """
 
 from __future__ import annotations
@@ -101,8 +102,15 @@ class Hubs:
         return all(hub.listening for hub in hubs)
 
     async def start(self) -> None:
-        """The lifespan's start-up: this loop's hub connects now (or raises) and runs until `stop`."""
-        self._kept.add(await self._hub())
+        """The lifespan's start-up: this loop's hub and its rooms' store connect now and run until
+        `stop`; or it raises, leaving nothing started."""
+        hub = await self._hub()
+        self._kept.add(hub)
+        try:
+            await self.rooms(hub)
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         """The lifespan's shutdown: stop this loop's hub."""
@@ -112,8 +120,8 @@ class Hubs:
             await self._stop(hub)
 
     async def rooms(self, hub: Hub) -> Rooms:
-        """The rooms' store and presence that come with `hub`, connected on first use: the chat
-        alone never needs them."""
+        """The rooms' store and presence that come with `hub`, connected by `start` or else on
+        first use."""
         rooms = self._rooms.get(hub)
         if rooms is not None:
             return rooms

@@ -16,6 +16,7 @@ where the offset is assigned (a Lua script, one SQL statement) concatenate exact
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,7 +51,7 @@ class Replay:
     epoch: str  # the history's epoch now
     entries: tuple[Entry, ...]  # every retained entry with an offset above `since`, in order
     last: int  # the room's last offset (0: nothing said yet)
-    missed: int | None  # entries after `since` that are not retained: 0 none, None unknown (epoch changed)
+    missed: int | None  # entries after `since` that are not retained: 0 none, None unknown (another history)
 
 
 class HistoryError(Exception):
@@ -79,9 +80,15 @@ class RoomStore(Protocol):
         ...
 
     async def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
-        """The retained entries after `since` (all retained ones when `since` is None). `missed`
-        is 0 when nothing after `since` is lost, the count lost when the epoch matches and the
-        oldest retained entry is newer than `since + 1`, None when `epoch` is not the current one."""
+        """What a client that last saw offset `since` of history `epoch` gets first (`replay_of`):
+
+        - `since` None: every retained entry; `missed` 0.
+        - The client's history is not this one (`epoch` given and not the current one, or `since`
+          above the room's last offset, which this history never gave): every retained entry;
+          `missed` None (unknown). A missing `epoch` trusts the offset.
+        - Otherwise the retained entries after `since`; `missed` is how many offsets between
+          `since` and the first of them (or the last offset + 1 when none) are no longer kept.
+        """
         ...
 
     async def present(self, room: str, member: str, client_id: str, ttl: float) -> None:
@@ -98,3 +105,21 @@ class RoomStore(Protocol):
     async def rooms(self) -> dict[str, list[str]]:
         """Every room with members now: {room: members(room)}."""
         ...
+
+
+def same_history(current: str, last: int, since: int, epoch: str | None) -> bool:
+    """Whether offset `since` of history `epoch` (None: trusted) can be one of this history's,
+    whose epoch is `current` and last offset `last`."""
+    return (epoch is None or epoch == current) and since <= last
+
+
+def replay_of(current: str, retained: Sequence[Entry], last: int, since: int | None, epoch: str | None) -> Replay:
+    """`RoomStore.replay`'s answer, from the entries retained now, oldest first. When
+    `same_history` holds, `retained` needs only those after `since` (what Redis reads)."""
+    if since is None:
+        return Replay(current, tuple(retained), last, 0)
+    if not same_history(current, last, since, epoch):
+        return Replay(current, tuple(retained), last, None)
+    after = tuple(entry for entry in retained if entry.offset > since)
+    first = after[0].offset if after else last + 1
+    return Replay(current, after, last, max(0, first - since - 1))

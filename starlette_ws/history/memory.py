@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from starlette_ws.backends.memory import MemoryBus
-from starlette_ws.history.base import Entry, Replay, payload, room_channel
+from starlette_ws.history.base import Entry, Replay, payload, replay_of, room_channel
 
 
 @dataclass(slots=True)
@@ -93,16 +93,3 @@ class MemoryStore:
         oldest = self.clock() - self.seconds
         while entries and entries[0][0] < oldest:
             entries.popleft()
-
-
-def replay_of(current: str, retained: list[Entry], last: int, since: int | None, epoch: str | None) -> Replay:
-    """What a client that last saw `since` under `epoch` gets, from the entries retained now."""
-    if since is None:
-        return Replay(current, tuple(retained), last, 0)
-    after = tuple(entry for entry in retained if entry.offset > since)
-    if epoch is not None and epoch != current:
-        return Replay(current, tuple(retained), last, None)
-    if since > last:  # an offset this history never gave: it is not the history the client saw
-        return Replay(current, tuple(retained), last, None)
-    first = after[0].offset if after else last + 1
-    return Replay(current, after, last, max(0, first - since - 1))

@@ -22,8 +22,17 @@ import asyncpg
 from starlette_ws.backends.base import MessageTooLarge
 from starlette_ws.backends.postgres import ERRORS, MAX_PAYLOAD, UNCONFIRMED, check_channel
 from starlette_ws.backends.retry import describe
-from starlette_ws.history.base import Entry, HistoryError, HistoryUncertain, Replay, payload, room_channel
+from starlette_ws.history.base import (
+    Entry,
+    HistoryError,
+    HistoryUncertain,
+    Replay,
+    payload,
+    replay_of,
+    room_channel,
+)
 
+TABLES = "the room tables (starlette_ws_rooms, starlette_ws_entries, starlette_ws_presence)"
 SCHEMA = """
 SELECT pg_advisory_xact_lock(hashtext('starlette_ws_rooms'));
 CREATE TABLE IF NOT EXISTS starlette_ws_rooms (
@@ -146,6 +155,9 @@ class PostgresStore:
         except HistoryError:
             await self.disconnect()
             raise
+        except asyncpg.PostgresError as exc:  # reached, then refused (a role that may not CREATE)
+            await self.disconnect()
+            raise HistoryError(f"PostgreSQL at {self.address} cannot create {TABLES}: {self._reason(exc)}") from exc
         except ERRORS as exc:
             await self.disconnect()
             raise HistoryError(f"PostgreSQL at {self.address} is unreachable: {self._reason(exc)}") from exc
@@ -283,14 +295,3 @@ async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
 
 def new_epoch() -> str:
     return secrets.token_hex(8)
-
-
-def replay_of(current: str, retained: list[Entry], last: int, since: int | None, epoch: str | None) -> Replay:
-    """What a client that last saw `since` under `epoch` gets, from the entries retained now."""
-    if since is None:
-        return Replay(current, tuple(retained), last, 0)
-    if (epoch is not None and epoch != current) or since > last:  # not the history the client saw
-        return Replay(current, tuple(retained), last, None)
-    after = tuple(entry for entry in retained if entry.offset > since)
-    first = after[0].offset if after else last + 1
-    return Replay(current, after, last, max(0, first - since - 1))

@@ -37,7 +37,7 @@ from redis.exceptions import NoScriptError
 
 from starlette_ws.backends.redis import ERRORS, KEEPALIVE, Unanswered, in_steps
 from starlette_ws.backends.retry import describe
-from starlette_ws.history.base import Entry, HistoryError, HistoryUncertain, Replay, room_channel
+from starlette_ws.history.base import Entry, HistoryError, HistoryUncertain, Replay, replay_of, room_channel
 
 NOW = """
 local clock = redis.call('TIME')
@@ -63,9 +63,11 @@ return {offset, epoch, text}
 """
 )
 
-# KEYS: meta, history. ARGV: a new epoch, since ('' for none), the client's epoch, seconds (ms),
-# idle (ms). Returns the epoch, the last offset, the oldest retained offset (0: none) and the
-# retained entries after `since` (after 0 when the epoch is not the client's), flat.
+# KEYS: meta, history. ARGV: a new epoch, since ('' for none), the client's epoch ('' for none),
+# seconds (ms), idle (ms). Returns the epoch, the last offset and, flat, the retained entries
+# `base.replay_of` needs: those after `since` when `base.same_history` holds (spelled again
+# here), all of them otherwise. Offsets in the stream are consecutive up to `last`, so the newest
+# `last - since` entries hold every one after `since`.
 REPLAY = (
     NOW
     + """
@@ -73,14 +75,13 @@ if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then redis.call('DEL', K
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
-local cutoff = string.format('%d', math.max(now - tonumber(ARGV[4]), 0))
-local oldest = 0
-local first = redis.call('XRANGE', KEYS[2], cutoff, '+', 'COUNT', 1)
-if #first > 0 then oldest = tonumber(first[1][2][2]) end
 local since = 0
-if ARGV[2] ~= '' and ARGV[3] == epoch then since = tonumber(ARGV[2]) end
-local result = {epoch, last, oldest}
+if ARGV[2] ~= '' and (ARGV[3] == '' or ARGV[3] == epoch) and tonumber(ARGV[2]) <= last then
+    since = tonumber(ARGV[2])
+end
+local result = {epoch, last}
 if last > since then
+    local cutoff = string.format('%d', math.max(now - tonumber(ARGV[4]), 0))
     local newest = redis.call('XREVRANGE', KEYS[2], '+', cutoff, 'COUNT', last - since)
     for i = #newest, 1, -1 do
         local fields = newest[i][2]
@@ -242,9 +243,9 @@ class RedisStore:
             _ms(self.seconds),
             _ms(self.idle),
         ]
-        now, last, oldest, *flat = await self._run(REPLAY, keys, args)
-        entries = tuple(Entry(int(offset), now, text) for offset, text in zip(flat[::2], flat[1::2], strict=True))
-        return Replay(now, entries, int(last), _missed(since, epoch, now, int(last), int(oldest)))
+        now, last, *flat = await self._run(REPLAY, keys, args)
+        entries = [Entry(int(offset), now, text) for offset, text in zip(flat[::2], flat[1::2], strict=True)]
+        return replay_of(now, entries, int(last), since, epoch)
 
     async def present(self, room: str, member: str, client_id: str, ttl: float) -> None:
         await self._run(PRESENT, self._presence_keys(room), [room, member, client_id, _ms(ttl)])
@@ -300,13 +301,3 @@ def _sha(script: str) -> str:
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-def _missed(since: int | None, epoch: str | None, now: str, last: int, oldest: int) -> int | None:
-    """What a client that saw up to `since` in `epoch` cannot get back (see `RoomStore.replay`)."""
-    if since is None:
-        return 0
-    if epoch != now:
-        return None
-    first_kept = oldest if oldest else last + 1
-    return max(0, first_kept - since - 1)
