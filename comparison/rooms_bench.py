@@ -66,7 +66,7 @@ class Workload:
     missed: int  # lines said while the recovering client is away
 
 
-FULL = Workload(rounds=5, receivers=1000, burst=150, recovery_rounds=21, missed=100)
+FULL = Workload(rounds=9, receivers=1000, burst=150, recovery_rounds=21, missed=100)
 QUICK = Workload(rounds=1, receivers=200, burst=150, recovery_rounds=5, missed=100)
 
 
@@ -264,7 +264,7 @@ def print_summary(summary: dict[str, Any], ratios: dict[str, Any], workload: Wor
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="starlette-ws rooms: fan-out against the chat, recovery per engine")
-    parser.add_argument("--rounds", type=int, default=None, help="fan-out rounds (default 5, --quick: 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="fan-out rounds (default 9, --quick: 1)")
     parser.add_argument("--recovery-rounds", type=int, default=None, help="recovery rounds (default 21)")
     parser.add_argument("--quick", action="store_true", help="200 receivers, one fan-out round, 5 recoveries")
     parser.add_argument("--engines", default=",".join(ENGINES), help="recovery: comma-separated subset")
