@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.testclient import WebSocketTestSession as Session
 from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -214,4 +215,18 @@ def until(ws: ClientConnection, kind: str, **match: Any) -> dict[str, Any]:
     while True:
         message = next_json(ws)
         if message["type"] == kind and all(message.get(key) == value for key, value in match.items()):
+            return message
+
+
+def session_json(ws: Session) -> dict[str, Any]:
+    """`next_json` for a TestClient session."""
+    value: dict[str, Any] = json.loads(ws.receive_text())
+    return value
+
+
+def session_until(ws: Session, kind: str) -> dict[str, Any]:
+    """`until` for a TestClient session: the next JSON message of type `kind`."""
+    while True:
+        message = session_json(ws)
+        if message["type"] == kind:
             return message

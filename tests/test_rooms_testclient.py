@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
-from starlette.testclient import WebSocketTestSession as Session
 
 from starlette_ws.app import create_app
 from starlette_ws.history import Replay
 from starlette_ws.history.memory import MemoryStore
 from starlette_ws.settings import Settings
+from tests.clients import session_json as receive
+from tests.clients import session_until as until
 
 
 @pytest.fixture
 def client() -> Iterator[TestClient]:
     with TestClient(create_app(Settings(room_history=5))) as client:
         yield client
-
-
-def receive(ws: Session) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(ws.receive_text())
-    return value
-
-
-def until(ws: Session, kind: str) -> dict[str, Any]:
-    while True:
-        message = receive(ws)
-        if message["type"] == kind:
-            return message
 
 
 def store_of(client: TestClient) -> MemoryStore:

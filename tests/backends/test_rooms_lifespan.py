@@ -5,22 +5,21 @@ store the start-up connected."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 from starlette.testclient import TestClient
-from starlette.testclient import WebSocketTestSession as Session
 
 from harness.servers import UvicornServer
 from starlette_ws.app import create_app
 from starlette_ws.history import HistoryError
 from starlette_ws.settings import Settings
+from tests.clients import session_json as receive
+from tests.clients import session_until as until
 
 CAUSE = "permission denied for schema public"
 
@@ -35,18 +34,6 @@ def sql(url: str, query: str, *args: object) -> list[asyncpg.Record]:
             await connection.close()
 
     return asyncio.run(run())
-
-
-def receive(ws: Session) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(ws.receive_text())
-    return value
-
-
-def until(ws: Session, kind: str) -> dict[str, Any]:
-    while True:
-        message = receive(ws)
-        if message["type"] == kind:
-            return message
 
 
 def url_for(postgres_url: str, user: str, database: str) -> str:
