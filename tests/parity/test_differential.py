@@ -15,7 +15,6 @@ example database, which is what `make fuzz` does.
 from __future__ import annotations
 
 import os
-import re
 import string
 from collections.abc import Iterator
 from urllib.parse import quote
@@ -27,8 +26,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection
 
 from harness.servers import UvicornServer
-from starlette_ws import params
 from tests.clients import Transcript, read_replies, ws_connect
+from tests.scenarios import quirky
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES") or 0)
 FUZZING = FUZZ_EXAMPLES > 0
@@ -118,15 +117,6 @@ def same(
     mine = exchange(ours, path, headers, message, until)
     assert mine == theirs, f"path={path!r} headers={headers!r} message={message!r}"
     return theirs
-
-
-# The one disagreement fuzzing found is contract row B2 (docs/behaviour.md), asserted in test_spec_b.py:
-# pydantic reads a sign or a double underscore after leading zeros ("0-5" is -5); we refuse it.
-ZEROS_QUIRK = re.compile(r"[+-]?0[0_]*(-|__)")
-
-
-def quirky(text: str | None) -> bool:
-    return text is not None and ZEROS_QUIRK.match(text.strip(params.WHITESPACE)) is not None
 
 
 @pytest.mark.contract("A2", "A4")

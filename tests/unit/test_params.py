@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from starlette_ws import params
 from starlette_ws.params import InvalidValue, parse_int, resolve
+from tests.scenarios import quirky
 
 ACCEPTED = {
     "-5": -5,
@@ -68,6 +69,8 @@ INTEGERISH = st.one_of(
 
 
 @settings(max_examples=400, deadline=None)
+@example("0__0")  # row B2, found here by chance: it failed the test when it came up
+@example("0-5")
 @given(INTEGERISH)
 def test_parse_int_agrees_with_fastapis_validator(text: str) -> None:
     """pydantic (FastAPI's validator) is only a test dependency: the reference to agree with."""
@@ -79,7 +82,10 @@ def test_parse_int_agrees_with_fastapis_validator(text: str) -> None:
         got: int | str = parse_int(text)
     except InvalidValue as exc:
         got = exc.type
-    assert got == expected
+    if quirky(text):  # row B2: refused on purpose, whatever pydantic makes of it
+        assert got == "int_parsing"
+    else:
+        assert got == expected
 
 
 DECLARED = (
