@@ -15,7 +15,6 @@ import time
 import uuid
 from typing import Any
 
-import anyio
 from starlette import status
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -23,13 +22,11 @@ from starlette.websockets import WebSocket
 
 from starlette_ws import pages, params
 from starlette_ws.backends import BackendError, MessageTooLarge
-from starlette_ws.deny import MAX_REASON_BYTES, truncate_utf8
 from starlette_ws.endpoint import settings_of
 from starlette_ws.history import HistoryError, RoomStore, room_channel
-from starlette_ws.hubs import Hubs, Rooms
+from starlette_ws.hubs import Rooms
 from starlette_ws.members import MemberEndpoint
 from starlette_ws.params import Error, InvalidValue
-from starlette_ws.ratelimit import TokenBucket
 
 logger = logging.getLogger("starlette_ws.rooms")
 
@@ -94,15 +91,11 @@ class RoomEndpoint(MemberEndpoint):
 
     def admit(self, websocket: WebSocket, values: dict[str, Any]) -> list[Error]:
         self.room: str = values["room"]
-        self.client_id: int = values["client_id"]
         self.since: int | None = values["since"]
         self.epoch: str | None = values["epoch"]
-        self.hubs: Hubs = websocket.app.state.hubs
         self.member = uuid.uuid4().hex
-        settings = settings_of(websocket)
-        self.channel = room_channel(settings.channel_prefix, self.room)
-        self.bucket = TokenBucket(settings.chat_rate_per_second, settings.chat_rate_burst)
-        return []
+        self.channel = room_channel(settings_of(websocket).channel_prefix, self.room)
+        return super().admit(websocket, values)
 
     async def on_connect(self, websocket: WebSocket) -> None:
         try:
@@ -133,13 +126,12 @@ class RoomEndpoint(MemberEndpoint):
     async def on_receive(self, websocket: WebSocket, data: Any) -> None:
         assert self.rooms is not None
         if not self.bucket.take():
-            reason = f"Rate limit: {self.bucket.rate:g} messages/s, bursts of {self.bucket.burst}"
-            await self.close(websocket, status.WS_1008_POLICY_VIOLATION, reason)
+            await self.flooded(websocket)
             return
         try:
             kept = await self.append(self.rooms.store, "message", data)
-        except MessageTooLarge as exc:  # as on the chat: only the sender can be told
-            await self.close(websocket, status.WS_1009_MESSAGE_TOO_BIG, truncate_utf8(str(exc), MAX_REASON_BYTES))
+        except MessageTooLarge as exc:
+            await self.too_large(websocket, exc)
             return
         if not kept:
             await self.close(websocket, status.WS_1011_INTERNAL_ERROR, NOT_STARTED)
@@ -160,20 +152,15 @@ class RoomEndpoint(MemberEndpoint):
             return False
         return True
 
-    async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
-        if self.hub is None:
+    async def on_leave(self) -> None:
+        if self.rooms is None:
             return
-        with anyio.CancelScope(shield=True):
-            if self.connection is not None:
-                await self.hub.leave(self.connection)
-            if self.rooms is not None:
-                try:
-                    await self.rooms.gone(self.room, self.member)
-                except Exception as exc:  # the heartbeat no longer refreshes it: it expires
-                    logger.warning("Room %r: leaving not recorded: %s", self.room, exc)
-                if self.connection is not None:
-                    await self.append(self.rooms.store, "leave")
-            await self.hubs.release(self.hub)
+        try:
+            await self.rooms.gone(self.room, self.member)
+        except Exception as exc:  # the heartbeat no longer refreshes it: it expires
+            logger.warning("Room %r: leaving not recorded: %s", self.room, exc)
+        if self.connection is not None:
+            await self.append(self.rooms.store, "leave")
 
 
 async def presence(request: Request) -> Response:
