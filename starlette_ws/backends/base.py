@@ -2,6 +2,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
+
+
+def address_of(url: str, default_port: int) -> str:
+    """`host:port` of an engine's URL, as log lines and errors name it (never the password)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or default_port}"
 
 
 @dataclass(frozen=True, slots=True)

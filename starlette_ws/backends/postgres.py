@@ -4,11 +4,10 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from urllib.parse import urlsplit
 
 import asyncpg
 
-from starlette_ws.backends.base import BackendError, Event, MessageTooLarge, PublishUncertain
+from starlette_ws.backends.base import BackendError, Event, MessageTooLarge, PublishUncertain, address_of
 from starlette_ws.backends.retry import Reconnector, describe
 
 logger = logging.getLogger("starlette_ws.backends.postgres")
@@ -18,6 +17,7 @@ MAX_PAYLOAD = 8000
 # Channels are identifiers: at most NAMEDATALEN - 1 bytes. LISTEN would truncate a longer
 # name silently while pg_notify() refuses it, so the two would never meet.
 MAX_CHANNEL = 63
+PORT = 5432
 
 # What a dying connection raises:
 # - OSError: a refused, reset or dropped socket; timeouts (asyncio's TimeoutError is an OSError);
@@ -57,8 +57,7 @@ class PostgresBackend:
         self.timeout = timeout
         self.health_check = health_check
         self.pool_size = pool_size
-        parts = urlsplit(url)
-        self.address = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+        self.address = address_of(url, PORT)
         self._channels: set[str] = set()
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
@@ -88,14 +87,7 @@ class PostgresBackend:
         """Reach PostgreSQL once; a server that is not there at start-up is a configuration error."""
         self._retry.stopped.clear()
         try:
-            self._pool = await asyncpg.create_pool(
-                self.url,
-                min_size=0,  # no background reconnects to keep a floor: publish connects
-                max_size=self.pool_size,
-                timeout=self.timeout,
-                command_timeout=self.timeout,
-                reset=_nothing_to_reset,
-            )
+            self._pool = await open_pool(self.url, self.timeout, self.pool_size)
             await self._listen()
         except ERRORS as exc:
             await self.disconnect()
@@ -174,11 +166,7 @@ class PostgresBackend:
                 await pool.release(connection, timeout=self.timeout)
 
     def _reason(self, exc: BaseException) -> str:
-        if isinstance(exc, TimeoutError):
-            return f"no answer within {self.timeout:g} s"
-        if isinstance(exc, asyncpg.InternalClientError):
-            return f"connection unusable, likely ended by the server; asyncpg: {describe(exc)}"
-        return describe(exc)
+        return reason(exc, self.timeout)
 
     async def next_published(self) -> Event:
         while True:
@@ -243,8 +231,26 @@ class PostgresBackend:
             self._wakeup.set()
 
 
+async def open_pool(url: str, seconds: float, size: int) -> asyncpg.Pool:
+    """A small pool for one statement at a time: no floor of idle connections kept up in the
+    background (a call connects), every wait bounded by `seconds`, no RESET on release."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        url, min_size=0, max_size=size, timeout=seconds, command_timeout=seconds, reset=_nothing_to_reset
+    )
+    return pool
+
+
 async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
-    """Pool connections only run pg_notify(): skip the RESET round trip on every release."""
+    """Each statement is a transaction of its own, leaving no session state: skip the RESET round trip."""
+
+
+def reason(exc: BaseException, timeout: float) -> str:
+    """Why a call failed, in words for a log line."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, asyncpg.InternalClientError):
+        return f"connection unusable, likely ended by the server; asyncpg: {describe(exc)}"
+    return describe(exc)
 
 
 def check_channel(channel: str) -> None:

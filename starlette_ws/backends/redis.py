@@ -6,7 +6,6 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -14,7 +13,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, RedisError, ResponseError
 
-from starlette_ws.backends.base import BackendError, Event, PublishUncertain
+from starlette_ws.backends.base import BackendError, Event, PublishUncertain, address_of
 from starlette_ws.backends.retry import Reconnector, describe
 
 logger = logging.getLogger("starlette_ws.backends.redis")
@@ -34,6 +33,27 @@ KEEPALIVE = {
     for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
     if hasattr(socket, name)
 }
+
+
+PORT = 6379
+
+
+def client_for(url: str, timeout: float, **options: Any) -> Redis:
+    """A client whose every call is bounded by `timeout` and never retried: a command sent again
+    after a timeout (a PUBLISH, an append) would run twice once the server answers. Under RESP2
+    (`protocol=2`) the pool replaces a connection the server closed since its last use before
+    using it, a check redis-py 8 makes only under RESP2 (under RESP3 it expects maintenance
+    notifications on idle connections)."""
+    return Redis.from_url(
+        url,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        socket_keepalive=True,
+        socket_keepalive_options=KEEPALIVE,
+        **options,
+    )
 
 
 class Unanswered(Exception):
@@ -75,8 +95,7 @@ class RedisBackend:
     def __init__(self, url: str, *, timeout: float = 2.0, retry_min: float = 0.1, retry_max: float = 1.0) -> None:
         self.url = url
         self.timeout = timeout
-        parts = urlsplit(url)
-        self.address = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+        self.address = address_of(url, PORT)
         self._channels: set[str] = set()
         self._publisher: Redis | None = None
         self._subscriber: Redis | None = None
@@ -97,20 +116,9 @@ class RedisBackend:
 
     async def connect(self) -> None:
         """Reach Redis once; a server that is not there at start-up is a configuration error."""
-        options: dict[str, Any] = {
-            "decode_responses": True,
-            "socket_timeout": self.timeout,
-            "socket_connect_timeout": self.timeout,
-            "socket_keepalive": True,
-            "socket_keepalive_options": KEEPALIVE,
-        }
-        # No retries: a PUBLISH sent again after a timeout is delivered twice once the server
-        # answers. Instead the pool replaces a connection the server closed since its last use
-        # before using it, a check redis-py 8 makes only under RESP2 (under RESP3 it expects
-        # maintenance notifications on idle connections). The subscriber's recovery belongs
-        # to next_published.
-        self._publisher = Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), protocol=2, **options)
-        self._subscriber = Redis.from_url(self.url, retry=Retry(NoBackoff(), 0), encoding_errors="replace", **options)
+        # The subscriber's recovery belongs to next_published.
+        self._publisher = client_for(self.url, self.timeout, protocol=2)
+        self._subscriber = client_for(self.url, self.timeout, encoding_errors="replace")
         self._retry.stopped.clear()
         try:
             await self._publisher.ping()

@@ -15,12 +15,11 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections import defaultdict
-from urllib.parse import urlsplit
 
 import asyncpg
 
-from starlette_ws.backends.base import MessageTooLarge
-from starlette_ws.backends.postgres import ERRORS, MAX_PAYLOAD, UNCONFIRMED, check_channel
+from starlette_ws.backends.base import MessageTooLarge, address_of
+from starlette_ws.backends.postgres import ERRORS, MAX_PAYLOAD, PORT, UNCONFIRMED, check_channel, open_pool, reason
 from starlette_ws.backends.retry import describe
 from starlette_ws.history.base import (
     Entry,
@@ -137,20 +136,12 @@ class PostgresStore:
         self.seconds = seconds
         self.timeout = timeout
         self.pool_size = pool_size
-        parts = urlsplit(url)
-        self.address = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+        self.address = address_of(url, PORT)
         self._pool: asyncpg.Pool | None = None
 
     async def connect(self) -> None:
         try:
-            self._pool = await asyncpg.create_pool(
-                self.url,
-                min_size=0,
-                max_size=self.pool_size,
-                timeout=self.timeout,
-                command_timeout=self.timeout,
-                reset=_nothing_to_reset,
-            )
+            self._pool = await open_pool(self.url, self.timeout, self.pool_size)
             await self._create_tables()
         except HistoryError:
             await self.disconnect()
@@ -284,13 +275,7 @@ class PostgresStore:
         return f"entry of at least {size} bytes not kept: PostgreSQL NOTIFY carries under {MAX_PAYLOAD} bytes (UTF-8)"
 
     def _reason(self, exc: BaseException) -> str:
-        if isinstance(exc, TimeoutError):
-            return f"no answer within {self.timeout:g} s"
-        return describe(exc)
-
-
-async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
-    """Every statement is a transaction of its own: skip the RESET round trip on every release."""
+        return reason(exc, self.timeout)
 
 
 def new_epoch() -> str:

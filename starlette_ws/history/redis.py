@@ -28,14 +28,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from typing import Any
-from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from starlette_ws.backends.redis import ERRORS, KEEPALIVE, Unanswered, in_steps
+from starlette_ws.backends.base import address_of
+from starlette_ws.backends.redis import ERRORS, PORT, Unanswered, client_for, in_steps
 from starlette_ws.backends.retry import describe
 from starlette_ws.history.base import Entry, HistoryError, HistoryUncertain, Replay, replay_of, room_channel
 
@@ -194,22 +192,12 @@ class RedisStore:
         self.seconds = seconds
         self.timeout = timeout
         self.idle = max(idle, seconds)
-        parts = urlsplit(url)
-        self.address = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+        self.address = address_of(url, PORT)
         self._client: Redis | None = None
 
     async def connect(self) -> None:
         """Reach Redis once; a server that is not there at start-up is a configuration error."""
-        self._client = Redis.from_url(
-            self.url,
-            retry=Retry(NoBackoff(), 0),
-            protocol=2,
-            decode_responses=True,
-            socket_timeout=self.timeout,
-            socket_connect_timeout=self.timeout,
-            socket_keepalive=True,
-            socket_keepalive_options=KEEPALIVE,
-        )
+        self._client = client_for(self.url, self.timeout, protocol=2)
         try:
             await self._client.ping()
         except ERRORS as exc:
