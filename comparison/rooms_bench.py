@@ -126,10 +126,11 @@ async def next_entry(ws: ClientConnection) -> dict[str, Any]:
                 return entry
 
 
-async def until(ws: ClientConnection, kind: str, client_id: int) -> dict[str, Any]:
+async def until(ws: ClientConnection, **match: Any) -> dict[str, Any]:
+    """The next entry whose fields have these values; the ones before it are skipped."""
     while True:
         entry = await next_entry(ws)
-        if entry.get("type") == kind and entry.get("client_id", client_id) == client_id:
+        if all(entry.get(key) == value for key, value in match.items()):
             return entry
 
 
@@ -137,7 +138,7 @@ async def plain_connect(url: str) -> float:
     """Seconds from opening a connection to the room's presence message."""
     started = time.perf_counter()
     async with open_ws(url) as ws:
-        await until(ws, "presence", 0)
+        await until(ws, type="presence")
         return time.perf_counter() - started
 
 
@@ -164,23 +165,16 @@ async def recover(url: str, since: int, epoch: str, last: int, missed: int) -> f
 async def recovery_round(base_url: str, room: str, missed: int, plain_first: bool) -> Figures:
     away, talker, newcomer = (f"{base_url}/rooms/{room}/ws/{i}" for i in (2, 1, 3))
     async with open_ws(away) as ws:
-        joined = await until(ws, "join", 2)
+        joined = await until(ws, type="join", client_id=2)
     async with open_ws(talker) as ws:
         for i in range(missed):
             await ws.send(f"line {i}")
-        last = (await until_text(ws, f"line {missed - 1}"))["offset"]
+        last = (await until(ws, type="message", text=f"line {missed - 1}"))["offset"]
         plain = await plain_connect(newcomer) if plain_first else 0.0
         recovered = await recover(away, joined["offset"], joined["epoch"], last, missed)
         if not plain_first:
             plain = await plain_connect(newcomer)
     return {"recover_ms": recovered * 1e3, "connect_ms": plain * 1e3, "recover_per_connect": recovered / plain}
-
-
-async def until_text(ws: ClientConnection, text: str) -> dict[str, Any]:
-    while True:
-        entry = await next_entry(ws)
-        if entry.get("type") == "message" and entry.get("text") == text:
-            return entry
 
 
 def recovery_rounds(urls: dict[str, str], workload: Workload, logs: Path) -> list[dict[str, Any]]:
