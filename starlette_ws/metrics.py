@@ -86,6 +86,27 @@ BROADCAST_DELIVERY = Histogram(
     "round trip through the engine). Copies later than 0.5 s are no longer waited for and not observed.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
 )
+ROOM_STORE_ERRORS = Counter(
+    "starlette_ws_room_store_errors",
+    "Room store operations that failed, per operation (append, replay, top, present, absent, members, rooms, clean).",
+    ["operation"],
+)
+ROOM_GAPS = Counter(
+    "starlette_ws_room_gaps", "Gap messages sent to room members: entries they can no longer be given."
+)
+ROOM_HOLES_FILLED = Counter(
+    "starlette_ws_room_holes_filled",
+    "Entries a live room member had not received in order and was sent from the store (a hole filled).",
+)
+ROOM_POOL_WAITS = Counter(
+    "starlette_ws_room_pool_waits",
+    "Room store calls that found every pooled engine connection busy and waited for one.",
+)
+ROOM_CONNECTS_REFUSED = Counter(
+    "starlette_ws_room_connects_refused",
+    "Room connections refused before they joined, per reason (rate, address, client_id, store).",
+    ["reason"],
+)
 
 
 class Inc(Protocol):
