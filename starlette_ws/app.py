@@ -15,8 +15,9 @@ from starlette_ws.chat import ChatEndpoint
 from starlette_ws.echo import EchoEndpoint
 from starlette_ws.health import health
 from starlette_ws.hosts import TrustedHosts
-from starlette_ws.hubs import Hubs
+from starlette_ws.hubs import Hubs, RoomOptions
 from starlette_ws.items import ItemsEndpoint
+from starlette_ws.ratelimit import ConnectGate
 from starlette_ws.rooms import RoomEndpoint, presence, room_page, rooms_page
 from starlette_ws.settings import Settings
 
@@ -37,7 +38,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings.channel_prefix,
         settings.room_history,
         settings.room_history_seconds,
-        settings.presence_ttl,
+        RoomOptions(
+            presence_ttl=settings.presence_ttl,
+            check_seconds=settings.room_check_seconds,
+            clean_seconds=settings.room_clean_seconds,
+            presence_rate=settings.room_presence_rate,
+            presence_burst=settings.room_presence_burst,
+        ),
     )
 
     @asynccontextmanager
@@ -80,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.templates = templates
     app.state.hubs = hubs
+    app.state.room_gate = ConnectGate(settings.room_connect_rate, settings.room_connect_burst)
     return app
 
 

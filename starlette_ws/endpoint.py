@@ -53,6 +53,10 @@ class TextEndpoint(WebSocketEndpoint):
         if errors:
             await deny(websocket, errors)
             return
+        errors = self.limit(websocket)
+        if errors:
+            await deny(websocket, errors, status.HTTP_429_TOO_MANY_REQUESTS)
+            return
         close_code = status.WS_1011_INTERNAL_ERROR
         self.counts.open.inc()
         try:
@@ -74,6 +78,10 @@ class TextEndpoint(WebSocketEndpoint):
 
     def admit(self, websocket: WebSocket, values: dict[str, Any]) -> list[Error]:
         """Keep what the connection needs from its parameters; return reasons to refuse it."""
+        return []
+
+    def limit(self, websocket: WebSocket) -> list[Error]:
+        """Once admitted: reasons to refuse the connection for now (a rate), answered with 429."""
         return []
 
     async def serve(self, websocket: WebSocket) -> int:

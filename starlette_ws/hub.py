@@ -7,15 +7,10 @@ it, and what comes next queues behind it. A client whose outbox would pass its b
 closed with 1013 and dropped, a client whose send fails is dropped, and everyone else keeps
 getting every message in order; nothing here awaits another client's socket.
 
-A `Connection` only moves forward, (HELD -> CATCHING_UP ->) OPEN -> CLOSING -> CLOSED, and none
-of its verbs but `stop` awaits:
+A `Connection` only moves forward, OPEN -> CLOSING -> CLOSED, and none of its verbs but `stop`
+awaits:
 
-    release(first, keep)            HELD -> CATCHING_UP: `first` goes out, then what was held and
-                                    what arrives next is dropped until `keep` accepts one: OPEN
-                                    from that one on (deliveries come in order: what follows it
-                                    is newer still)
-
-    send_nowait, send_text_nowait   OPEN: send now or queue; HELD: hold; anything else: ignored
+    send_nowait, send_text_nowait   OPEN: send now or queue; anything else: ignored
     close_after_queue               OPEN -> CLOSING: the close frame goes after what is queued,
                                     then CLOSED
     close_now                       -> CLOSED: the queue is dropped, the close frame goes as soon
@@ -24,6 +19,9 @@ of its verbs but `stop` awaits:
 
 A send that fails and an outbox past its bound (`close_now` with 1013) also make it CLOSED, and
 a CLOSED connection has left its hub.
+
+A channel can have a route of its own (`Hub.route`): what arrives on it goes there instead of to
+every member as it is (a room checks each entry's position first, see `recovery`).
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ import itertools
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,14 +119,12 @@ class Started:
 
 
 class ConnectionState(enum.Enum):
-    HELD = "held"  # keeps what it is given (within its byte bound) until released
-    CATCHING_UP = "catching_up"  # drops what it is given until its filter accepts one, then OPEN
     OPEN = "open"  # sends what it is given
     CLOSING = "closing"  # a close waits behind what was queued; nothing new is taken
     CLOSED = "closed"  # sends nothing more and has left the hub (its close frame may still be going out)
 
 
-HELD, CATCHING_UP, OPEN = ConnectionState.HELD, ConnectionState.CATCHING_UP, ConnectionState.OPEN
+OPEN = ConnectionState.OPEN
 CLOSING, CLOSED = ConnectionState.CLOSING, ConnectionState.CLOSED
 
 
@@ -137,8 +133,6 @@ class Connection:
         "_closer",
         "_count_sent",
         "_expected",
-        "_held",
-        "_keep",
         "_on_closed",
         "_outbox",
         "_queued_bytes",
@@ -151,9 +145,7 @@ class Connection:
         "websocket",
     )
 
-    def __init__(
-        self, websocket: WebSocket, max_bytes: int, on_closed: Callable[[Connection], None], held: bool = False
-    ) -> None:
+    def __init__(self, websocket: WebSocket, max_bytes: int, on_closed: Callable[[Connection], None]) -> None:
         self.websocket = websocket
         # The endpoints' socket hands over the ASGI send itself and its sent count: Starlette's
         # `WebSocket.send` checks its state on every call, and this connection keeps that state
@@ -163,9 +155,7 @@ class Connection:
         else:
             self._send, self._count_sent = websocket.send, _nothing
         self.max_bytes = max_bytes
-        self.state = HELD if held else OPEN
-        self._held: list[tuple[Message, int]] | None = [] if held else None
-        self._keep: Callable[[str], bool] | None = None  # CATCHING_UP's filter
+        self.state = OPEN
         self.closed_with: int | None = None  # the code of the close frame it sends, once asked to close
         self._on_closed = on_closed
         self._outbox: deque[tuple[Message | Close, int]] | None = None  # made when first needed: most never are
@@ -188,10 +178,6 @@ class Connection:
         by the sender task, and whatever follows waits in the outbox until it has.
         """
         if self.state is not OPEN:
-            if self.state is HELD:
-                self._hold(message, size)
-            elif self.state is CATCHING_UP:
-                self._catch_up(message, size)
             return
         if self._queued_bytes + size > self.max_bytes:  # a message larger than the bound never goes
             metrics.CHAT_SLOW_CLIENTS.inc()
@@ -211,37 +197,6 @@ class Connection:
             return
         self._enqueue(message, size)
 
-    def release(self, first: Sequence[str], keep: Callable[[str], bool]) -> None:
-        """Send `first` (this client's own), then what was held and what comes next from the first
-        message `keep` accepts on; the ones before it are dropped (already sent in `first`)."""
-        if self.state is not HELD:
-            return
-        held, self._held = self._held or [], None
-        self._queued_bytes = 0
-        self.state = OPEN
-        for text in first:
-            self.send_text_nowait(text)
-        if self.state is not OPEN:
-            return
-        self.state, self._keep = CATCHING_UP, keep
-        for message, size in held:
-            self.send_nowait(message, size)
-
-    def _catch_up(self, message: Message, size: int) -> None:
-        assert self._keep is not None
-        if self._keep(message["text"]):
-            self.state, self._keep = OPEN, None
-            self.send_nowait(message, size)
-
-    def _hold(self, message: Message, size: int) -> None:
-        if self._queued_bytes + size > self.max_bytes:
-            metrics.CHAT_SLOW_CLIENTS.inc()
-            self.close_now(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW)
-            return
-        assert self._held is not None
-        self._held.append((message, size))
-        self._queued_bytes += size
-
     @contextlib.contextmanager
     def expecting(self, tag: str) -> Iterator[asyncio.Future[None]]:
         """A future done once the message tagged `tag` has been handed to this connection (or it is gone)."""
@@ -260,12 +215,7 @@ class Connection:
             arrived.set_result(None)
 
     def close_after_queue(self, code: int, reason: str) -> None:
-        """Close after everything already queued has been sent; nothing new is taken meanwhile.
-        A HELD connection drops what it holds: it was never to be sent before the release."""
-        if self.state is HELD or self.state is CATCHING_UP:
-            self._held = self._keep = None
-            self._queued_bytes = 0
-            self.state = OPEN
+        """Close after everything already queued has been sent; nothing new is taken meanwhile."""
         if self.state is OPEN:
             self.state = CLOSING
             self.closed_with = code
@@ -348,7 +298,7 @@ class Connection:
         if self.state is CLOSED:
             return
         self.state = CLOSED
-        self._outbox = self._held = self._keep = None
+        self._outbox = None
         self._queued_bytes = 0
         for arrived in self._expected.values():
             if not arrived.done():
@@ -363,6 +313,7 @@ class Hub:
         self.backend = backend
         self.queue_bytes = queue_bytes
         self._channels: dict[str, dict[Connection, str]] = {}
+        self._routes: dict[str, Callable[[str], None]] = {}
         self._lock = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
         self._sampler: asyncio.Task[None] | None = None
@@ -403,17 +354,20 @@ class Hub:
             self._channels.clear()
             await self.backend.disconnect()
 
-    async def join(self, channel: str, websocket: WebSocket, held: bool = False) -> Connection:
-        """Add a member; a join that does not return (cancelled while subscribing) leaves nothing behind.
+    def route(self, channel: str, deliver: Callable[[str], None]) -> None:
+        """Hand what arrives on `channel` to `deliver` rather than to its members as it is, until
+        the channel has no members left."""
+        self._routes[channel] = deliver
 
-        `held`: it keeps what it is delivered until `Connection.release` (a room's replay goes first)."""
+    async def join(self, channel: str, websocket: WebSocket) -> Connection:
+        """Add a member; a join that does not return (cancelled while subscribing) leaves nothing behind."""
         async with self._lock:
             if not self._channels.get(channel):
                 try:
                     await self.backend.subscribe(channel)
                 except Exception:  # a backend bug: the chat still works, as in an outage
                     logger.exception("Subscribing to %r failed", channel)
-            connection = Connection(websocket, self.queue_bytes, self._drop, held)
+            connection = Connection(websocket, self.queue_bytes, self._drop)
             self._channels.setdefault(channel, {})[connection] = channel
         return connection
 
@@ -424,6 +378,7 @@ class Hub:
             for channel, members in list(self._channels.items()):
                 if not members:
                     del self._channels[channel]
+                    self._routes.pop(channel, None)
                     try:
                         await self.backend.unsubscribe(channel)
                     except Exception:
@@ -508,6 +463,10 @@ class Hub:
 
     def _deliver(self, event: Event) -> None:
         """Hand a published message to this process's members; then wake its sender if it waits for it."""
+        route = self._routes.get(event.channel)
+        if route is not None:
+            route(event.message)
+            return
         tag, text = opened(event.message)
         members = self._channels.get(event.channel)
         if members:

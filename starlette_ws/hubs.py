@@ -18,50 +18,151 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from starlette_ws.backends import Backend, backend_for_url
+from starlette_ws import metrics
+from starlette_ws.backends import Backend, BackendError, backend_for_url
 from starlette_ws.backends.memory import MemoryBackend, MemoryBus
-from starlette_ws.history import RoomStore, store_for_url
-from starlette_ws.hub import Hub
+from starlette_ws.history import HistoryError, RoomStore, store_for_url
+from starlette_ws.hub import Connection, Hub
+from starlette_ws.logs import Outage
+from starlette_ws.ratelimit import TokenBucket
+from starlette_ws.recovery import RoomStream, compact
 
 logger = logging.getLogger("starlette_ws.hubs")
 
+LISTENING_POLL = 0.25  # seconds between two looks at whether the hub's subscription is back
+
+
+@dataclass(frozen=True, slots=True)
+class RoomOptions:
+    """The rooms' timers and budgets (see `Settings`)."""
+
+    presence_ttl: float = 30.0
+    check_seconds: float = 3.0
+    clean_seconds: float = 30.0
+    presence_rate: float = 5.0
+    presence_burst: int = 20
+
+
+def members_of(ids: list[str]) -> list[int | str]:
+    return [int(member) if member.isdigit() else member for member in ids]
+
 
 class Rooms:
-    """What a loop's room connections share: the store and the members it keeps present."""
+    """What a loop's room connections share: the store, the members it keeps present, a stream
+    per room with members here (`recovery.RoomStream`), and the timers that look after them."""
 
-    def __init__(self, store: RoomStore, ttl: float) -> None:
+    def __init__(self, hub: Hub, store: RoomStore, options: RoomOptions) -> None:
+        self.hub = hub
         self.store = store
-        self.ttl = ttl
+        self.options = options
         self.local: dict[str, tuple[str, str]] = {}  # member -> (room, client id), this loop's
-        self._heartbeat: asyncio.Task[None] | None = None
+        self.streams: dict[str, RoomStream] = {}  # by channel
+        self._announcing: dict[str, TokenBucket] = {}  # by room: presence changes it may still announce
+        self._coalescing: dict[str, asyncio.Task[None]] = {}  # by room: a member list about to go out
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(job()) for job in (self._beat, self._check, self._clean)]
 
     async def stop(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        tasks = self._tasks + list(self._coalescing.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+                await task
+        for stream in list(self.streams.values()):
+            await stream.stop()
 
-    async def here(self, room: str, member: str, client_id: str) -> None:
+    def stream(self, room: str, channel: str) -> RoomStream:
+        """The room's stream here, routed from the hub (again, if its channel was left meanwhile)."""
+        stream = self.streams.get(channel)
+        if stream is None:
+            stream = self.streams[channel] = RoomStream(room, self.store)
+        self.hub.route(channel, stream.deliver)
+        return stream
+
+    async def forget(self, channel: str, connection: Connection) -> None:
+        stream = self.streams.get(channel)
+        if stream is None:
+            return
+        stream.discard(connection)
+        if not stream.members:
+            del self.streams[channel]
+            self._announcing.pop(stream.room, None)
+            await stream.stop()
+
+    async def here(self, room: str, member: str, client_id: str) -> bool:
+        """Record a member; True when its client id has just arrived in the room."""
         self.local[member] = (room, client_id)
-        await self.store.present(room, member, client_id, self.ttl)
+        return await self.store.present(room, member, client_id, self.options.presence_ttl)
 
-    async def gone(self, room: str, member: str) -> None:
+    async def gone(self, room: str, member: str) -> bool:
+        """Forget a member; True when it was its client id's last connection to the room."""
         self.local.pop(member, None)
-        await self.store.absent(room, member)
+        return await self.store.absent(room, member)
+
+    async def announce(self, room: str, channel: str, change: dict[str, Any]) -> None:
+        """Tell the room's members in every process that someone arrived or left; past the room's
+        rate (churn) the changes coalesce into one fresh member list a little later."""
+        bucket = self._announcing.get(room)
+        if bucket is None:
+            bucket = self._announcing[room] = TokenBucket(self.options.presence_rate, self.options.presence_burst)
+        if bucket.take():
+            await self.hub.publish(channel, compact(change))
+        elif room not in self._coalescing:
+            task = asyncio.get_running_loop().create_task(self._members_later(room, channel))
+            self._coalescing[room] = task
+
+    async def _members_later(self, room: str, channel: str) -> None:
+        try:
+            await asyncio.sleep(1 / self.options.presence_rate)
+            members = await self.store.members(room)
+            await self.hub.publish(channel, compact({"type": "presence", "room": room, "members": members_of(members)}))
+        except (HistoryError, BackendError) as exc:
+            metrics.ROOM_STORE_ERRORS.labels(operation="members").inc()
+            logger.warning("Room %r: member list not announced: %s", room, exc)
+        finally:
+            self._coalescing.pop(room, None)
 
     async def _beat(self) -> None:
+        ttl = self.options.presence_ttl
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await asyncio.sleep(ttl / 3)
             for member, (room, client_id) in list(self.local.items()):
                 try:
-                    await self.store.present(room, member, client_id, self.ttl)
+                    await self.store.present(room, member, client_id, ttl)
                 except Exception:  # an outage: the next beat tries again
                     logger.warning("Refreshing %r in room %r failed", client_id, room, exc_info=True)
+
+    async def _check(self) -> None:
+        """Every `check_seconds`, and as soon as the hub's subscription is back after an outage,
+        every room with members here is checked against the store (`RoomStream.check`)."""
+        loop = asyncio.get_running_loop()
+        listening = self.hub.listening
+        due = loop.time() + self.options.check_seconds
+        while True:
+            await asyncio.sleep(min(LISTENING_POLL, self.options.check_seconds))
+            now_listening = self.hub.listening
+            back, listening = now_listening and not listening, now_listening
+            if back or loop.time() >= due:
+                due = loop.time() + self.options.check_seconds
+                for stream in list(self.streams.values()):
+                    await stream.check()
+
+    async def _clean(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.clean_seconds)
+            try:
+                await self.store.clean()
+            except (HistoryError, BackendError) as exc:
+                metrics.ROOM_STORE_ERRORS.labels(operation="clean").inc()
+                logger.warning("Cleaning the room store failed: %s", exc)
 
 
 class Hubs:
@@ -72,14 +173,15 @@ class Hubs:
         prefix: str = "starlette-ws:",
         history: int = 100,
         seconds: float = 300.0,
-        presence_ttl: float = 30.0,
+        options: RoomOptions | None = None,
     ) -> None:
         self.broadcast_url = broadcast_url
         self.queue_bytes = queue_bytes
         self.scheme = urlsplit(broadcast_url).scheme
         self._bus = MemoryBus() if self.scheme == "memory" else None
         self._store_args = (broadcast_url, prefix, history, seconds)
-        self.presence_ttl = presence_ttl
+        self.options = options or RoomOptions()
+        self.room_outage = Outage(logger, "Room store not available")
         # memory://: one store for every loop, so that they share one history
         self._shared = store_for_url(*self._store_args, bus=self._bus) if self._bus is not None else None
         self._rooms: dict[Hub, Rooms] = {}
@@ -140,7 +242,7 @@ class Hubs:
         try:
             store = self._shared or store_for_url(*self._store_args)
             await store.connect()
-            rooms = self._rooms[hub] = Rooms(store, self.presence_ttl)
+            rooms = self._rooms[hub] = Rooms(hub, store, self.options)
             rooms.start()
             return rooms
         finally:

@@ -140,3 +140,27 @@ def uninstall(secret_filter: RedactSecrets, names: Iterable[str] = LOGGERS) -> N
         ours.removeHandler(handler)
         ours.setLevel(level)
         secret_filter.fallback = None
+
+
+class Outage:
+    """One warning per outage: the first failure is logged, the ones after it only counted, and
+    the count is said with the next line (at most one a `quiet` seconds) or when it ends."""
+
+    def __init__(self, logger: logging.Logger, what: str, quiet: float = 60.0) -> None:
+        self.logger = logger
+        self.what = what
+        self.quiet = quiet
+        self.failures = 0  # since the last line
+        self._said: float | None = None  # when the last line went, while the outage lasts
+
+    def failed(self, reason: object, now: float) -> None:
+        self.failures += 1
+        if self._said is None or now - self._said >= self.quiet:
+            more = f" ({self.failures - 1} more since the last line)" if self._said is not None else ""
+            self.logger.warning("%s: %s%s", self.what, reason, more)
+            self._said, self.failures = now, 0
+
+    def ended(self) -> None:
+        if self._said is not None:
+            self.logger.info("%s: over (%d more since the last line)", self.what, self.failures)
+        self._said, self.failures = None, 0

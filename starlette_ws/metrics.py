@@ -91,9 +91,7 @@ ROOM_STORE_ERRORS = Counter(
     "Room store operations that failed, per operation (append, replay, top, present, absent, members, rooms, clean).",
     ["operation"],
 )
-ROOM_GAPS = Counter(
-    "starlette_ws_room_gaps", "Gap messages sent to room members: entries they can no longer be given."
-)
+ROOM_GAPS = Counter("starlette_ws_room_gaps", "Gap messages sent to room members: entries they can no longer be given.")
 ROOM_HOLES_FILLED = Counter(
     "starlette_ws_room_holes_filled",
     "Entries a live room member had not received in order and was sent from the store (a hole filled).",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 
@@ -24,3 +25,24 @@ class TokenBucket:
             return False
         self._tokens -= 1
         return True
+
+
+class ConnectGate:
+    """Per-key token buckets (a client address, a client id) for connections, in a bounded map:
+    past `keys`, the bucket used longest ago goes (a key that comes back starts full again)."""
+
+    def __init__(self, rate: float, burst: int, keys: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.keys = keys
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, key: str) -> bool:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+            if len(self._buckets) > self.keys:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take()

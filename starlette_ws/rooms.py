@@ -1,14 +1,16 @@
-"""Rooms: a chat per room whose messages are numbered, kept for a while and recovered on reconnect.
+"""Rooms: a chat per room whose messages are numbered, kept for a while and recovered.
 
-A client that connects with `?since=<offset>&epoch=<epoch>` first gets what it missed, then what
-is said live, with no gap and no duplicate at the seam: it joins the room's channel HELD (what
-arrives meanwhile is kept, not sent), reads the history, then is released with the replay first
-and, of what was held, only the entries after the last offset the replay knew of.
+A connection joins the room's stream held (what arrives meanwhile is kept), records its member,
+reads the history and the member list, and only then is accepted: an engine that cannot do all
+of that refuses the connection (1013, with why) before anyone is told it arrived. It is sent the
+member list, then what it missed after `?since=<offset>&epoch=<epoch>` (or a `gap`), or without
+`since` the newest kept messages up to ROOM_RECENT_BYTES, each send waiting for the client to
+read; then the stream takes over from the last of them (`recovery`). Arrivals and departures
+are not history: they go to whoever is in the room now, once per client id.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -20,26 +22,38 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket
 
-from starlette_ws import pages, params
+from starlette_ws import metrics, pages, params
 from starlette_ws.backends import BackendError, MessageTooLarge
 from starlette_ws.endpoint import settings_of
-from starlette_ws.history import HistoryError, RoomStore, room_channel
-from starlette_ws.hubs import Rooms
+from starlette_ws.history import HistoryError, HistoryUncertain, room_channel
+from starlette_ws.hubs import Rooms, members_of
 from starlette_ws.members import MemberEndpoint
 from starlette_ws.params import Error, InvalidValue
+from starlette_ws.ratelimit import ConnectGate
+from starlette_ws.recovery import Member, RoomStream, compact, gap, recent
 
 logger = logging.getLogger("starlette_ws.rooms")
 
 ROOM = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 EPOCH = re.compile(r"[0-9a-f]{1,64}")
-OFFSET = re.compile(r'\{"offset":(\d+),')
-NOT_STARTED = "Room history not available: try again later"
+CLIENT_ID = re.compile(r"0|[1-9][0-9]{0,18}")
+NOT_AVAILABLE = "Room store not available: try again later"
 
 
 def parse_room(text: str) -> str:
     if ROOM.fullmatch(text) is None:
         raise InvalidValue("string_pattern_mismatch", "Room names are 1-64 characters of A-Z a-z 0-9 _ . -")
     return text
+
+
+def parse_client_id(text: str) -> int:
+    """A room's client ids are canonical: one spelling per number, so one identity per client."""
+    if CLIENT_ID.fullmatch(text) is None:
+        raise InvalidValue(
+            "string_pattern_mismatch",
+            "A room client id is a decimal number of at most 19 digits, without sign, leading zeros, _ or spaces",
+        )
+    return int(text)
 
 
 def parse_since(text: str) -> int:
@@ -55,39 +69,21 @@ def parse_epoch(text: str) -> str:
     return text
 
 
-def offset_of(text: str) -> int | None:
-    """The offset of an entry's payload (see `history.payload`); None for any other text."""
-    match = OFFSET.match(text)
-    return int(match.group(1)) if match else None
-
-
-def after(text: str, cutoff: int) -> bool:
-    """Whether a live delivery is still to be sent once the replay knew of offsets up to `cutoff`."""
-    offset = offset_of(text)
-    return offset is None or offset > cutoff
-
-
-def compact(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
 def rest_of(value: dict[str, Any]) -> str:
     """A JSON object's text after its `{`: what `RoomStore.append` numbers."""
     return compact(value)[1:]
 
 
-def members_of(ids: list[str]) -> list[int | str]:
-    return [int(member) if member.isdigit() else member for member in ids]
-
-
 class RoomEndpoint(MemberEndpoint):
     params = (
         params.path("room", parse_room),
-        params.path("client_id", params.parse_int),
+        params.path("client_id", parse_client_id),
         params.query("since", parse_since),
         params.query("epoch", parse_epoch),
     )
     rooms: Rooms | None = None
+    stream: RoomStream | None = None
+    joined = False  # accepted: its departure is announced (its arrival was, unless another tab was there)
 
     def admit(self, websocket: WebSocket, values: dict[str, Any]) -> list[Error]:
         self.room: str = values["room"]
@@ -97,70 +93,102 @@ class RoomEndpoint(MemberEndpoint):
         self.channel = room_channel(settings_of(websocket).channel_prefix, self.room)
         return super().admit(websocket, values)
 
+    def limit(self, websocket: WebSocket) -> list[Error]:
+        gate: ConnectGate = websocket.app.state.room_gate
+        address = websocket.client.host if websocket.client else ""
+        if not gate.take(f"address {address}"):
+            metrics.ROOM_CONNECTS_REFUSED.labels(reason="address").inc()
+            return [self.too_often(["client"], address, "from this address")]
+        if not gate.take(f"client id {self.client_id}"):
+            metrics.ROOM_CONNECTS_REFUSED.labels(reason="client_id").inc()
+            return [self.too_often(["path", "client_id"], str(self.client_id), "for this client id")]
+        return []
+
+    @staticmethod
+    def too_often(loc: list[str], value: str, whose: str) -> Error:
+        return {
+            "type": "rate_limited",
+            "loc": loc,
+            "msg": f"Too many room connections {whose}: try again later",
+            "input": value,
+        }
+
     async def on_connect(self, websocket: WebSocket) -> None:
+        outage = self.hubs.room_outage
         try:
             self.hub = hub = await self.hubs.acquire()
             self.rooms = rooms = await self.hubs.rooms(hub)
-        except Exception:  # BackendError, HistoryError, or an engine that is not installed
-            logger.exception("Room connection closed: the %s:// engine could not start", self.hubs.scheme)
+            self.connection = connection = await hub.join(self.channel, websocket)
+            self.stream = stream = rooms.stream(self.room, self.channel)
+            member = stream.add(connection)
+            arrived = await rooms.here(self.room, self.member, str(self.client_id))
+            replay = await rooms.store.replay(self.room, self.since, self.epoch)
+            present = members_of(await rooms.store.members(self.room))
+        except (HistoryError, BackendError, ImportError) as exc:  # ImportError: an engine not installed
+            metrics.ROOM_CONNECTS_REFUSED.labels(reason="store").inc()
+            outage.failed(f"room connections refused ({type(exc).__name__}: {exc})", time.monotonic())
             await websocket.accept()
-            await self.close(websocket, status.WS_1011_INTERNAL_ERROR, NOT_STARTED)
+            await self.close(websocket, status.WS_1013_TRY_AGAIN_LATER, NOT_AVAILABLE)
             return
+        outage.ended()
         await websocket.accept()
-        store = rooms.store
-        await rooms.here(self.room, self.member, str(self.client_id))
-        self.connection = connection = await hub.join(self.channel, websocket, held=True)
-        members = members_of(await store.members(self.room))
-        first = [compact({"type": "presence", "room": self.room, "members": members})]
-        cutoff = 0
-        if self.since is not None:
-            replay = await store.replay(self.room, self.since, self.epoch)
+        self.joined = True
+        await self.send_first(websocket, member, replay, present)
+        if arrived:
+            await self.announce("join")
+
+    async def send_first(self, websocket: WebSocket, member: Member, replay: Any, present: list[int | str]) -> None:
+        """The member list, then the history, each as the client reads it; then the stream's turn."""
+        assert self.stream is not None
+        await websocket.send_text(compact({"type": "presence", "room": self.room, "members": present}))
+        if self.since is None:
+            entries = recent(replay, settings_of(websocket).room_recent_bytes)
+        else:
             if replay.missed != 0:
-                gap = {"type": "gap", "room": self.room, "offset": self.since, "epoch": replay.epoch}
-                first.append(compact({**gap, "missed": replay.missed}))
-            first.extend(entry.payload for entry in replay.entries)
-            cutoff = replay.last  # every replayed entry's offset is at most the room's last
-        connection.release(first, lambda text: after(text, cutoff))
-        await self.append(store, "join")
+                metrics.ROOM_GAPS.inc()
+                await websocket.send_text(gap(self.room, self.since, replay))
+            entries = [entry.payload for entry in replay.entries]
+        for text in entries:
+            await websocket.send_text(text)
+        self.stream.release(member, replay.position)
 
     async def on_receive(self, websocket: WebSocket, data: Any) -> None:
-        assert self.rooms is not None
+        assert self.rooms is not None and self.connection is not None
         if not self.bucket.take():
             await self.flooded(websocket)
             return
-        try:
-            kept = await self.append(self.rooms.store, "message", data)
-        except MessageTooLarge as exc:
-            await self.too_large(websocket, exc)
-            return
-        if not kept:
-            await self.close(websocket, status.WS_1011_INTERNAL_ERROR, NOT_STARTED)
-
-    async def append(self, store: RoomStore, kind: str, text: str | None = None) -> bool:
-        """Number and keep an entry; False (logged) when the engine did not, `MessageTooLarge`
-        raised when it cannot carry it."""
-        entry: dict[str, Any] = {"type": kind, "room": self.room, "client_id": self.client_id}
-        if text is not None:
-            entry["text"] = text
+        entry = {"type": "message", "room": self.room, "client_id": self.client_id, "text": data}
         entry["time"] = round(time.time(), 3)
         try:
-            await store.append(self.room, rest_of(entry))
-        except MessageTooLarge:
-            raise
+            await self.rooms.store.append(self.room, rest_of(entry))
+        except MessageTooLarge as exc:
+            await self.too_large(websocket, exc)
         except (HistoryError, BackendError) as exc:
-            logger.warning("Room %r: %s entry not kept: %s", self.room, kind, exc)
-            return False
-        return True
+            # The line was not kept, or (uncertain) may have been: then it reaches everyone in
+            # order as any other entry, the sender too.
+            metrics.ROOM_STORE_ERRORS.labels(operation="append").inc()
+            logger.warning("Room %r: message not kept: %s", self.room, exc)
+            sent = None if isinstance(exc, HistoryUncertain) else False
+            error = {"type": "error", "room": self.room, "text": data, "sent": sent, "reason": NOT_AVAILABLE}
+            self.connection.send_text_nowait(compact(error))
+
+    async def announce(self, kind: str) -> None:
+        assert self.rooms is not None
+        change = {"type": kind, "room": self.room, "client_id": self.client_id, "time": round(time.time(), 3)}
+        await self.rooms.announce(self.room, self.channel, change)
 
     async def on_leave(self) -> None:
         if self.rooms is None:
             return
+        if self.connection is not None:
+            await self.rooms.forget(self.channel, self.connection)
         try:
-            await self.rooms.gone(self.room, self.member)
+            left = await self.rooms.gone(self.room, self.member)
         except Exception as exc:  # the heartbeat no longer refreshes it: it expires
             logger.warning("Room %r: leaving not recorded: %s", self.room, exc)
-        if self.connection is not None:
-            await self.append(self.rooms.store, "leave")
+            return
+        if left and self.joined:
+            await self.announce("leave")
 
 
 async def presence(request: Request) -> Response:

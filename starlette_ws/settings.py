@@ -34,6 +34,19 @@ class Settings:
     room_history: int = 100
     room_history_seconds: float = 300.0
     presence_ttl: float = 30.0
+    # A connection without `since` is first sent the newest kept messages up to this many bytes.
+    room_recent_bytes: int = 1024 * 1024
+    # Every ROOM_CHECK_SECONDS each room with members is checked against its store (holes filled);
+    # every ROOM_CLEAN_SECONDS the store deletes what is past retention and rooms left empty.
+    room_check_seconds: float = 3.0
+    room_clean_seconds: float = 30.0
+    # Arrivals and departures a room announces per second (bursts of ROOM_PRESENCE_BURST); past
+    # that they coalesce into one member list.
+    room_presence_rate: float = 5.0
+    room_presence_burst: int = 20
+    # Room connections per second a client address, and a client id, may open (per process).
+    room_connect_rate: float = 5.0
+    room_connect_burst: int = 20
     channel_prefix: str = "starlette-ws:"
     debug: bool = False
 
@@ -59,6 +72,13 @@ class Settings:
             room_history=config("ROOM_HISTORY", cast=int, default=default.room_history),
             room_history_seconds=config("ROOM_HISTORY_SECONDS", cast=float, default=default.room_history_seconds),
             presence_ttl=config("PRESENCE_TTL", cast=float, default=default.presence_ttl),
+            room_recent_bytes=config("ROOM_RECENT_BYTES", cast=int, default=default.room_recent_bytes),
+            room_check_seconds=config("ROOM_CHECK_SECONDS", cast=float, default=default.room_check_seconds),
+            room_clean_seconds=config("ROOM_CLEAN_SECONDS", cast=float, default=default.room_clean_seconds),
+            room_presence_rate=config("ROOM_PRESENCE_RATE", cast=float, default=default.room_presence_rate),
+            room_presence_burst=config("ROOM_PRESENCE_BURST", cast=int, default=default.room_presence_burst),
+            room_connect_rate=config("ROOM_CONNECT_RATE", cast=float, default=default.room_connect_rate),
+            room_connect_burst=config("ROOM_CONNECT_BURST", cast=int, default=default.room_connect_burst),
             channel_prefix=config("CHANNEL_PREFIX", default=default.channel_prefix),
             debug=config("DEBUG", cast=bool, default=False),
         )

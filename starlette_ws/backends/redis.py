@@ -7,7 +7,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -38,13 +38,17 @@ KEEPALIVE = {
 PORT = 6379
 
 
-def client_for(url: str, timeout: float, **options: Any) -> Redis:
+def client_for(url: str, timeout: float, pool_size: int | None = None, **options: Any) -> Redis:
     """A client whose every call is bounded by `timeout` and never retried: a command sent again
     after a timeout (a PUBLISH, an append) would run twice once the server answers. Under RESP2
     (`protocol=2`) the pool replaces a connection the server closed since its last use before
     using it, a check redis-py 8 makes only under RESP2 (under RESP3 it expects maintenance
-    notifications on idle connections)."""
-    return Redis.from_url(
+    notifications on idle connections). With `pool_size`, at most that many connections, and a
+    call that finds them all busy waits for one (within `timeout`)."""
+    if pool_size is not None:
+        options.update(connection_pool_class=BlockingConnectionPool, max_connections=pool_size, timeout=timeout)
+    pool_class = options.pop("connection_pool_class", ConnectionPool)
+    pool = pool_class.from_url(
         url,
         retry=Retry(NoBackoff(), 0),
         decode_responses=True,
@@ -54,6 +58,7 @@ def client_for(url: str, timeout: float, **options: Any) -> Redis:
         socket_keepalive_options=KEEPALIVE,
         **options,
     )
+    return Redis.from_pool(pool)
 
 
 class Unanswered(Exception):
@@ -64,10 +69,15 @@ class Unanswered(Exception):
         self.reason, self.sent = reason, sent
 
 
-async def in_steps(client: Redis, seconds: float, use: Callable[[Any], Awaitable[T]]) -> T:
+async def in_steps(
+    client: Redis, seconds: float, use: Callable[[Any], Awaitable[T]], waited: Callable[[], None] | None = None
+) -> T:
     """`use` one pooled connection within `seconds`, telling a failure before the command went
-    out (`Unanswered.sent` false: it did not run) from one after (it may have run)."""
+    out (`Unanswered.sent` false: it did not run) from one after (it may have run). `waited` is
+    called when every connection of a bounded pool is busy: this call waits for one."""
     pool = client.connection_pool
+    if waited is not None and isinstance(pool, BlockingConnectionPool) and not pool.can_get_connection():
+        waited()
     sent = False
     try:
         async with asyncio.timeout(seconds):
@@ -274,4 +284,4 @@ class RedisBackend:
 
 async def _close(pubsub: PubSub) -> None:
     with contextlib.suppress(*ERRORS):
-        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # redis-py leaves it unannotated

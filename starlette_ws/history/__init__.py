@@ -8,13 +8,29 @@ from starlette_ws.backends.memory import MemoryBus
 from starlette_ws.history.base import (
     Entry,
     HistoryError,
+    HistoryUncertain,
+    Position,
     Replay,
     RoomStore,
+    pack,
     payload,
     room_channel,
+    unpack,
 )
 
-__all__ = ["Entry", "HistoryError", "Replay", "RoomStore", "payload", "room_channel", "store_for_url"]
+__all__ = [
+    "Entry",
+    "HistoryError",
+    "HistoryUncertain",
+    "Position",
+    "Replay",
+    "RoomStore",
+    "pack",
+    "payload",
+    "room_channel",
+    "store_for_url",
+    "unpack",
+]
 
 
 def store_for_url(url: str, prefix: str, history: int, seconds: float, bus: MemoryBus | None = None) -> RoomStore:

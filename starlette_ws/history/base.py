@@ -11,6 +11,11 @@ Every payload is a JSON object whose first two members are the offset and the ep
 the caller's members (`rest`, the object's text after its opening brace):
 `{"offset":12,"epoch":"9f3c0a1b2c3d4e5f","type":"message",...}`. Engines that build the payload
 where the offset is assigned (a Lua script, one SQL statement) concatenate exactly that.
+
+What an engine publishes carries the entry's position ahead of the payload, in a header of its
+own (`pack`): `#12:9f3c0a1b2c3d4e5f\n{...}`. The receiving process reads it back once, into a
+`Position` (`unpack`), and from there the position travels as a value; the payload is what
+clients get, never parsed by the server.
 """
 
 from __future__ import annotations
@@ -21,6 +26,29 @@ from dataclasses import dataclass
 from typing import Protocol
 
 MAX_CHANNEL_BYTES = 63  # PostgreSQL's identifiers (NAMEDATALEN - 1); the other engines allow more
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where an entry stands in its room's history: its offset under an epoch."""
+
+    offset: int
+    epoch: str
+
+
+def pack(offset: int, epoch: str, payload: str) -> str:
+    """What an engine publishes for an entry: its position, a newline, then its payload."""
+    return f"#{offset}:{epoch}\n{payload}"
+
+
+def unpack(text: str) -> tuple[Position | None, str]:
+    """`(position, payload)` of what `pack` made; `(None, text)` for anything else published on
+    a room's channel (a presence change, which has no place in the history)."""
+    if not text.startswith("#"):
+        return None, text
+    head, _, payload = text.partition("\n")
+    offset, _, epoch = head[1:].partition(":")
+    return Position(int(offset), epoch), payload
 
 
 def payload(offset: int, epoch: str, rest: str) -> str:
@@ -43,6 +71,10 @@ class Entry:
     epoch: str
     payload: str
 
+    @property
+    def position(self) -> Position:
+        return Position(self.offset, self.epoch)
+
 
 @dataclass(frozen=True, slots=True)
 class Replay:
@@ -52,6 +84,11 @@ class Replay:
     entries: tuple[Entry, ...]  # every retained entry with an offset above `since`, in order
     last: int  # the room's last offset (0: nothing said yet)
     missed: int | None  # entries after `since` that are not retained: 0 none, None unknown (another history)
+
+    @property
+    def position(self) -> Position:
+        """Where a client stands once it has been given this replay."""
+        return Position(self.last, self.epoch)
 
 
 class HistoryError(Exception):
@@ -91,12 +128,26 @@ class RoomStore(Protocol):
         """
         ...
 
-    async def present(self, room: str, member: str, client_id: str, ttl: float) -> None:
-        """Add or refresh a member (`member`: unique per connection, across processes) until
-        `ttl` seconds from now; a member not refreshed by then no longer counts."""
+    async def top(self, room: str) -> Position | None:
+        """The room's last position now, without creating the room; None when the engine has no
+        history for it (never written, expired or lost)."""
         ...
 
-    async def absent(self, room: str, member: str) -> None: ...
+    async def present(self, room: str, member: str, client_id: str, ttl: float) -> bool:
+        """Add or refresh a member (`member`: unique per connection, across processes) until
+        `ttl` seconds from now; a member not refreshed by then no longer counts. True when no
+        other member of the room had this client id: the client has just arrived."""
+        ...
+
+    async def absent(self, room: str, member: str) -> bool:
+        """Remove a member; True when no other member of the room has its client id: the client
+        has left (False too when the member was not there)."""
+        ...
+
+    async def clean(self) -> int:
+        """Housekeeping, run on a timer: delete entries past retention, expired members and rooms
+        with neither (a room made again starts a new epoch); how many rooms went."""
+        ...
 
     async def members(self, room: str) -> list[str]:
         """The client ids present in the room now, sorted, each once."""

@@ -4,6 +4,9 @@ One store serves every event loop of the app (Starlette's TestClient without `wi
 connection a loop and thread of its own), so it keeps no asyncio object: a thread lock guards
 its state, and nothing under the lock awaits. An entry is numbered and handed to the app's
 `MemoryBus` in one step, so every hub receives a room's entries in offset order.
+
+Each room has an epoch of its own, drawn when the room is made: `clean` drops a room with no
+members and no entries left, and a room made again under that name starts a new history.
 """
 
 from __future__ import annotations
@@ -15,11 +18,16 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from starlette_ws.backends.memory import MemoryBus
-from starlette_ws.history.base import Entry, Replay, payload, replay_of, room_channel
+from starlette_ws.history.base import Entry, Position, Replay, pack, payload, replay_of, room_channel
+
+
+def _epoch() -> str:
+    return os.urandom(8).hex()
 
 
 @dataclass(slots=True)
 class _Room:
+    epoch: str = field(default_factory=_epoch)
     last: int = 0
     entries: deque[tuple[float, Entry]] = field(default_factory=deque)  # (appended at, entry), oldest first
     members: dict[str, tuple[str, float]] = field(default_factory=dict)  # member -> (client id, expires at)
@@ -30,7 +38,6 @@ class MemoryStore:
         self.prefix = prefix
         self.history = history
         self.seconds = seconds
-        self.epoch = os.urandom(8).hex()
         self._bus = bus or MemoryBus()
         self._rooms: dict[str, _Room] = {}
         self._lock = threading.Lock()
@@ -46,28 +53,53 @@ class MemoryStore:
         with self._lock:
             state = self._rooms.setdefault(room, _Room())
             state.last += 1
-            entry = Entry(state.last, self.epoch, payload(state.last, self.epoch, rest))
+            entry = Entry(state.last, state.epoch, payload(state.last, state.epoch, rest))
             state.entries.append((self.clock(), entry))
             self._trim(state)
-            self._bus.publish(room_channel(self.prefix, room), entry.payload)
+            self._bus.publish(room_channel(self.prefix, room), pack(entry.offset, entry.epoch, entry.payload))
         return entry
 
     async def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
         with self._lock:
-            state = self._rooms.get(room) or _Room()
+            state = self._rooms.setdefault(room, _Room())  # a client holds an epoch from its first visit on
             self._trim(state)
             retained = [entry for _, entry in state.entries]
-        return replay_of(self.epoch, retained, state.last, since, epoch)
+        return replay_of(state.epoch, retained, state.last, since, epoch)
 
-    async def present(self, room: str, member: str, client_id: str, ttl: float) -> None:
-        with self._lock:
-            self._rooms.setdefault(room, _Room()).members[member] = (client_id, self.clock() + ttl)
-
-    async def absent(self, room: str, member: str) -> None:
+    async def top(self, room: str) -> Position | None:
         with self._lock:
             state = self._rooms.get(room)
-            if state is not None:
-                state.members.pop(member, None)
+            return None if state is None else Position(state.last, state.epoch)
+
+    async def present(self, room: str, member: str, client_id: str, ttl: float) -> bool:
+        with self._lock:
+            state = self._rooms.setdefault(room, _Room())
+            self._expire(state)
+            arrived = not any(other == client_id for key, (other, _) in state.members.items() if key != member)
+            state.members[member] = (client_id, self.clock() + ttl)
+            return arrived
+
+    async def absent(self, room: str, member: str) -> bool:
+        with self._lock:
+            state = self._rooms.get(room)
+            if state is None:
+                return False
+            self._expire(state)
+            found = state.members.pop(member, None)
+            return found is not None and all(other != found[0] for other, _ in state.members.values())
+
+    async def clean(self) -> int:
+        """Trim every room and drop those with no members and no entries left; how many were dropped."""
+        with self._lock:
+            idle = []
+            for room, state in self._rooms.items():
+                self._trim(state)
+                self._expire(state)
+                if not state.entries and not state.members:
+                    idle.append(room)
+            for room in idle:
+                del self._rooms[room]
+        return len(idle)
 
     async def members(self, room: str) -> list[str]:
         with self._lock:
@@ -80,11 +112,14 @@ class MemoryStore:
         return {room: members for room, members in sorted(found.items()) if members}
 
     def _members(self, state: _Room) -> list[str]:
+        self._expire(state)
+        return sorted({client_id for client_id, _ in state.members.values()})
+
+    def _expire(self, state: _Room) -> None:
         now = self.clock()
         for member, (_, expires) in list(state.members.items()):
             if expires <= now:
                 del state.members[member]
-        return sorted({client_id for client_id, _ in state.members.values()})
 
     def _trim(self, state: _Room) -> None:
         entries = state.entries

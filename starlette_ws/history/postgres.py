@@ -18,6 +18,7 @@ from collections import defaultdict
 
 import asyncpg
 
+from starlette_ws import metrics
 from starlette_ws.backends.base import MessageTooLarge, address_of
 from starlette_ws.backends.postgres import ERRORS, MAX_PAYLOAD, PORT, UNCONFIRMED, check_channel, open_pool, reason
 from starlette_ws.backends.retry import describe
@@ -25,7 +26,9 @@ from starlette_ws.history.base import (
     Entry,
     HistoryError,
     HistoryUncertain,
+    Position,
     Replay,
+    pack,
     payload,
     replay_of,
     room_channel,
@@ -81,7 +84,9 @@ WITH room AS (
       AND (e.epoch <> entry.epoch OR e."offset" <= entry."offset" - $5::bigint
            OR e.at < now() - make_interval(secs => $6::float8))
 )
-SELECT entry.epoch, entry."offset", entry.payload, pg_notify($7::text, entry.payload) FROM entry
+SELECT entry.epoch, entry."offset", entry.payload,
+       pg_notify($7::text, '#' || entry."offset"::text || ':' || entry.epoch || E'\n' || entry.payload)
+FROM entry
 """
 
 # The room's row (created, with offset 0, when the room has none: a client holds an epoch from
@@ -104,13 +109,62 @@ FROM room LEFT JOIN starlette_ws_entries AS e
 ORDER BY e."offset"
 """
 
+TOP = "SELECT epoch, last_offset FROM starlette_ws_rooms WHERE prefix = $1 AND room = $2"
+
+# Presence changes of one client id in one room take turns (a transaction-long advisory lock), so
+# that of two connections arriving or leaving at once in two processes exactly one is the first
+# or the last. $1 prefix, $2 room, $3 the client id.
+TURN = "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2 || chr(10) || $3))"
+
+# $1 prefix, $2 room, $3 member, $4 client id, $5 ttl. True when no other member has the client id.
 PRESENT = """
-INSERT INTO starlette_ws_presence AS p (prefix, room, member, client_id, expires)
-VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::float8))
-ON CONFLICT (prefix, room, member) DO UPDATE SET client_id = excluded.client_id, expires = excluded.expires
+WITH others AS (
+    SELECT 1 FROM starlette_ws_presence
+    WHERE prefix = $1 AND room = $2 AND client_id = $4 AND member <> $3 AND expires > now()
+), upsert AS (
+    INSERT INTO starlette_ws_presence AS p (prefix, room, member, client_id, expires)
+    VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::float8))
+    ON CONFLICT (prefix, room, member) DO UPDATE SET client_id = excluded.client_id, expires = excluded.expires
+)
+SELECT NOT EXISTS (SELECT 1 FROM others) AS arrived
 """
 
-ABSENT = "DELETE FROM starlette_ws_presence WHERE prefix = $1 AND room = $2 AND member = $3"
+# $1 prefix, $2 room, $3 member. Its client id, and true when no other member has it.
+ABSENT = """
+WITH gone AS (
+    DELETE FROM starlette_ws_presence WHERE prefix = $1 AND room = $2 AND member = $3 RETURNING client_id
+)
+SELECT gone.client_id, NOT EXISTS (
+    SELECT 1 FROM starlette_ws_presence AS p
+    WHERE p.prefix = $1 AND p.room = $2 AND p.client_id = gone.client_id AND p.member <> $3 AND p.expires > now()
+) AS left
+FROM gone
+"""
+
+# Housekeeping for one deployment ($1 prefix, $2 seconds): entries past retention, members whose
+# process stopped refreshing them, and rooms with neither entries nor members (a room made again
+# later starts a new epoch). Returns how many rows of each went.
+CLEAN = """
+WITH old AS (
+    DELETE FROM starlette_ws_entries WHERE prefix = $1 AND at < now() - make_interval(secs => $2::float8)
+    RETURNING 1
+), expired AS (
+    DELETE FROM starlette_ws_presence WHERE prefix = $1 AND expires <= now() RETURNING 1
+), idle AS (
+    DELETE FROM starlette_ws_rooms AS r
+    WHERE r.prefix = $1
+      AND NOT EXISTS (
+          SELECT 1 FROM starlette_ws_entries AS e
+          WHERE e.prefix = $1 AND e.room = r.room AND e.at >= now() - make_interval(secs => $2::float8))
+      AND NOT EXISTS (
+          SELECT 1 FROM starlette_ws_presence AS p WHERE p.prefix = $1 AND p.room = r.room AND p.expires > now())
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM old) AS entries, (SELECT count(*) FROM expired) AS members,
+       (SELECT count(*) FROM idle) AS rooms
+"""
+
+CLIENT_OF = "SELECT client_id FROM starlette_ws_presence WHERE prefix = $1 AND room = $2 AND member = $3"
 
 MEMBERS = """
 SELECT DISTINCT client_id FROM starlette_ws_presence WHERE prefix = $1 AND room = $2 AND expires > now()
@@ -125,7 +179,7 @@ SELECT DISTINCT room, client_id FROM starlette_ws_presence WHERE prefix = $1 AND
 
 class PostgresStore:
     def __init__(
-        self, url: str, prefix: str, history: int, seconds: float, *, timeout: float = 2.0, pool_size: int = 2
+        self, url: str, prefix: str, history: int, seconds: float, *, timeout: float = 2.0, pool_size: int = 10
     ) -> None:
         if history < 1:
             raise ValueError("a room keeps at least one entry (ROOM_HISTORY >= 1)")
@@ -162,7 +216,7 @@ class PostgresStore:
                 pool.terminate()
 
     async def append(self, room: str, rest: str) -> Entry:
-        size = len(payload(1, "0" * 16, rest).encode())  # the smallest it can be
+        size = len(pack(1, "0" * 16, payload(1, "0" * 16, rest)).encode())  # the smallest it can be
         if size >= MAX_PAYLOAD:
             raise MessageTooLarge(self._too_large(size))
         channel = room_channel(self.prefix, room)
@@ -195,11 +249,26 @@ class PostgresStore:
         retained = [Entry(row["offset"], current, row["payload"]) for row in rows if row["offset"] is not None]
         return replay_of(current, retained, last, since, epoch)
 
-    async def present(self, room: str, member: str, client_id: str, ttl: float) -> None:
-        await self._execute(PRESENT, self.prefix, room, member, client_id, ttl)
+    async def top(self, room: str) -> Position | None:
+        try:
+            row = await self._fetchrow(TOP, self.prefix, room)
+        except ERRORS as exc:
+            raise HistoryError(f"cannot read history from PostgreSQL at {self.address}: {self._reason(exc)}") from exc
+        return None if row is None else Position(row["last_offset"], row["epoch"])
 
-    async def absent(self, room: str, member: str) -> None:
-        await self._execute(ABSENT, self.prefix, room, member)
+    async def present(self, room: str, member: str, client_id: str, ttl: float) -> bool:
+        row = await self._in_turn(client_id, PRESENT, room, member, client_id, ttl)
+        return row is not None and bool(row["arrived"])
+
+    async def absent(self, room: str, member: str) -> bool:
+        try:
+            found = await self._fetchrow(CLIENT_OF, self.prefix, room, member)
+        except ERRORS as exc:
+            raise HistoryError(f"cannot update presence in PostgreSQL at {self.address}: {self._reason(exc)}") from exc
+        if found is None:
+            return False
+        row = await self._in_turn(found["client_id"], ABSENT, room, member)
+        return row is not None and bool(row["left"])
 
     async def members(self, room: str) -> list[str]:
         try:
@@ -217,6 +286,14 @@ class PostgresStore:
         for row in rows:
             found[row["room"]].append(row["client_id"])
         return {room: sorted(members) for room, members in sorted(found.items())}
+
+    async def clean(self) -> int:
+        """Delete what is past retention or gone (see CLEAN); how many rooms went."""
+        try:
+            row = await self._fetchrow(CLEAN, self.prefix, self.seconds)
+        except ERRORS as exc:
+            raise HistoryError(f"cannot clean up PostgreSQL at {self.address}: {self._reason(exc)}") from exc
+        return 0 if row is None else int(row["rooms"])
 
     async def _create_tables(self) -> None:
         connection = await self._acquire()
@@ -254,8 +331,11 @@ class PostgresStore:
         """A connection, or `HistoryError`: nothing was sent yet."""
         if self._pool is None:
             raise HistoryError("the PostgreSQL room store is not connected")
+        pool = self._pool
         try:
-            connection: asyncpg.Connection = await self._pool.acquire(timeout=self.timeout)
+            if pool.get_idle_size() == 0 and pool.get_size() >= self.pool_size:
+                metrics.ROOM_POOL_WAITS.inc()
+            connection: asyncpg.Connection = await pool.acquire(timeout=self.timeout)
         except ERRORS as exc:
             raise HistoryError(f"cannot reach PostgreSQL at {self.address}: {self._reason(exc)}") from exc
         return connection
@@ -265,9 +345,24 @@ class PostgresStore:
             with contextlib.suppress(*ERRORS):
                 await self._pool.release(connection, timeout=self.timeout)
 
-    async def _execute(self, query: str, *args: object) -> None:
+    async def _in_turn(self, client_id: str, query: str, *args: object) -> asyncpg.Record | None:
+        """Run a presence change in a transaction that holds the client id's turn in its room."""
+        room = args[0]
         try:
-            await self._fetch(query, *args)
+            connection = await self._acquire()
+            try:
+                async with connection.transaction():
+                    await connection.execute(TURN, self.prefix, room, client_id)
+                    row: asyncpg.Record | None = await connection.fetchrow(query, self.prefix, *args)
+                    return row
+            except ERRORS as exc:
+                if not isinstance(exc, asyncpg.PostgresError) or isinstance(exc, asyncpg.ConnectionDoesNotExistError):
+                    connection.terminate()
+                raise
+            finally:
+                await self._release(connection)
+        except HistoryError:
+            raise
         except ERRORS as exc:
             raise HistoryError(f"cannot update presence in PostgreSQL at {self.address}: {self._reason(exc)}") from exc
 

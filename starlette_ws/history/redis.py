@@ -32,10 +32,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from starlette_ws import metrics
 from starlette_ws.backends.base import address_of
 from starlette_ws.backends.redis import ERRORS, PORT, Unanswered, client_for, in_steps
 from starlette_ws.backends.retry import describe
-from starlette_ws.history.base import Entry, HistoryError, HistoryUncertain, Replay, replay_of, room_channel
+from starlette_ws.history.base import Entry, HistoryError, HistoryUncertain, Position, Replay, replay_of, room_channel
 
 NOW = """
 local clock = redis.call('TIME')
@@ -56,7 +57,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '*', 'o', offset, 'p', text)
 redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', math.max(now - tonumber(ARGV[5]), 0)))
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PUBLISH', ARGV[3], text)
+redis.call('PUBLISH', ARGV[3], '#' .. string.format('%d', offset) .. ':' .. epoch .. '\n' .. text)
 return {offset, epoch, text}
 """
 )
@@ -114,24 +115,47 @@ local latest = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 if #latest > 0 then redis.call('PEXPIREAT', KEYS[3], string.format('%d', tonumber(latest[2]))) end
 """
 
-# ARGV: room, member, client id, ttl (ms).
+# KEYS: meta. Returns the epoch and the last offset, or nothing when the room has no history.
+TOP = "return redis.call('HMGET', KEYS[1], 'epoch', 'last')"
+
+# Whether a member other than ARGV[2] has client id `id` (after SETTLE: every one left is present).
+OTHERS = """
+local function others(id)
+    local flat = redis.call('HGETALL', KEYS[2])
+    for i = 1, #flat, 2 do
+        if flat[i + 1] == id and flat[i] ~= ARGV[2] then return true end
+    end
+    return false
+end
+"""
+
+# ARGV: room, member, client id, ttl (ms). Returns 1 when no other member has the client id.
 PRESENT = (
     NOW
+    + SETTLE
+    + OTHERS
     + """
+local arrived = not others(ARGV[3])
 redis.call('ZADD', KEYS[1], string.format('%d', now + tonumber(ARGV[4])), ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 """
     + SETTLE
+    + "if arrived then return 1 else return 0 end"
 )
 
-# ARGV: room, member.
+# ARGV: room, member. Returns 1 when the member was there and no other member has its client id.
 ABSENT = (
     NOW
+    + SETTLE
+    + OTHERS
     + """
+local id = redis.call('HGET', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
+local left = id and not others(id)
 """
     + SETTLE
+    + "if left then return 1 else return 0 end"
 )
 
 # ARGV: room. Returns the client ids of the members present now.
@@ -185,6 +209,7 @@ class RedisStore:
         *,
         timeout: float = 2.0,
         idle: float = 86400.0,
+        pool_size: int = 50,
     ) -> None:
         self.url = url
         self.prefix = prefix
@@ -192,12 +217,13 @@ class RedisStore:
         self.seconds = seconds
         self.timeout = timeout
         self.idle = max(idle, seconds)
+        self.pool_size = pool_size
         self.address = address_of(url, PORT)
         self._client: Redis | None = None
 
     async def connect(self) -> None:
         """Reach Redis once; a server that is not there at start-up is a configuration error."""
-        self._client = client_for(self.url, self.timeout, protocol=2)
+        self._client = client_for(self.url, self.timeout, self.pool_size, protocol=2)
         try:
             await self._client.ping()
         except ERRORS as exc:
@@ -235,11 +261,19 @@ class RedisStore:
         entries = [Entry(int(offset), now, text) for offset, text in zip(flat[::2], flat[1::2], strict=True)]
         return replay_of(now, entries, int(last), since, epoch)
 
-    async def present(self, room: str, member: str, client_id: str, ttl: float) -> None:
-        await self._run(PRESENT, self._presence_keys(room), [room, member, client_id, _ms(ttl)])
+    async def top(self, room: str) -> Position | None:
+        epoch, last = await self._run(TOP, [self._key("meta", room)], [])
+        return None if epoch is None else Position(int(last or 0), epoch)
 
-    async def absent(self, room: str, member: str) -> None:
-        await self._run(ABSENT, self._presence_keys(room), [room, member])
+    async def present(self, room: str, member: str, client_id: str, ttl: float) -> bool:
+        return bool(await self._run(PRESENT, self._presence_keys(room), [room, member, client_id, _ms(ttl)]))
+
+    async def absent(self, room: str, member: str) -> bool:
+        return bool(await self._run(ABSENT, self._presence_keys(room), [room, member]))
+
+    async def clean(self) -> int:
+        """Nothing to do: every key expires by itself (see the module's docstring)."""
+        return 0
 
     async def members(self, room: str) -> list[str]:
         return sorted(set(await self._run(MEMBERS, self._presence_keys(room), [room])))
@@ -276,7 +310,7 @@ class RedisStore:
                 return await connection.read_response()
 
         try:
-            return await in_steps(client, self.timeout, evaluate)
+            return await in_steps(client, self.timeout, evaluate, metrics.ROOM_POOL_WAITS.inc)
         except Unanswered as exc:
             if uncertain and exc.sent:
                 raise HistoryUncertain(f"sent to Redis at {self.address}, then {exc.reason}") from exc.__cause__

@@ -1,0 +1,221 @@
+"""Rooms' promise to a member: every entry once, in order, or a `gap` that says what it missed.
+
+Each member connection knows the last position (offset, epoch) it was sent. A room's entries
+reach this process through its engine's subscription, each with its position read once from
+the engine's header (`history.unpack`); a `RoomStream` hands each one to every member of the
+room here and checks it against that member's position:
+
+- the next one (same epoch, offset + 1): sent, inline, as the chat sends;
+- one it already has (a replay or a repair sent it): dropped;
+- anything else (a hole: entries the subscription lost while it was down or being replaced;
+  another epoch: the engine lost the history): the member holds what arrives from then on, the
+  store is read from the member's position (`RoomStore.replay`, one read for every member at
+  that same position), and the member is sent what is missing, or a `gap` when the store no
+  longer has it or the history changed, then what it held.
+
+`check` compares the members' positions with the store's top now and then, and when the
+engine's subscription comes back, so that a hole at the end of a conversation (nothing said
+after it) is filled without waiting for the next entry. A joining connection starts held: the
+endpoint sends its first messages itself (at the pace the client reads them), then `release`s
+it at the position they end at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from starlette import status
+from starlette.types import Message
+
+from starlette_ws import metrics
+from starlette_ws.backends import BackendError
+from starlette_ws.history import HistoryError, Position, Replay, RoomStore, unpack
+from starlette_ws.hub import TOO_SLOW, Connection, opened
+
+logger = logging.getLogger("starlette_ws.recovery")
+
+Item = tuple[Position | None, Message, int]  # what a held member keeps: position (None: presence), message, size
+
+
+def compact(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def gap(room: str, offset: int, replay: Replay) -> str:
+    """What a member is told when entries after `offset` cannot be given (`replay.missed` of them,
+    null: unknown, another history); `epoch` is the history now."""
+    return compact({"type": "gap", "room": room, "offset": offset, "epoch": replay.epoch, "missed": replay.missed})
+
+
+def recent(replay: Replay, budget: int) -> list[str]:
+    """The newest entries of `replay` whose payloads add up to at most `budget` bytes, oldest first."""
+    kept: list[str] = []
+    total = 0
+    for entry in reversed(replay.entries):
+        total += len(entry.payload.encode())
+        if total > budget:
+            break
+        kept.append(entry.payload)
+    kept.reverse()
+    return kept
+
+
+class Member:
+    """One connection in a room: the last position it was sent, and what it holds meanwhile."""
+
+    __slots__ = ("connection", "held", "held_bytes", "position")
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.position: Position | None = None  # None until released: the endpoint is sending it its first messages
+        self.held: list[Item] | None = []  # a list while it waits for what comes before these
+        self.held_bytes = 0
+
+
+class RoomStream:
+    """One room's entries in this process, on their way to its members (see the module's docstring)."""
+
+    def __init__(self, room: str, store: RoomStore) -> None:
+        self.room = room
+        self.store = store
+        self.members: dict[Connection, Member] = {}
+        self._reads: dict[Position, list[Member]] = {}  # members waiting for the store, by the position they read from
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, connection: Connection) -> Member:
+        """A new member, held until `release`."""
+        member = self.members[connection] = Member(connection)
+        return member
+
+    def discard(self, connection: Connection) -> None:
+        self.members.pop(connection, None)
+
+    def release(self, member: Member, position: Position) -> None:
+        """The endpoint has sent `member` everything up to `position`: from here on, the stream does."""
+        member.position = position
+        self._flush(member)
+
+    def deliver(self, text: str) -> None:
+        """A message published on the room's channel: a numbered entry, or a presence change."""
+        position, payload = unpack(text)
+        if position is None:
+            payload = opened(payload)[1]
+        message: Message = {"type": "websocket.send", "text": payload}
+        size = len(payload.encode())
+        for member in list(self.members.values()):
+            if member.held is not None:
+                self._hold(member, (position, message, size))
+                continue
+            current = member.position
+            if position is None:
+                member.connection.send_nowait(message, size)
+            elif current is not None and current.epoch == position.epoch and position.offset <= current.offset + 1:
+                if position.offset == current.offset + 1:
+                    member.position = position
+                    member.connection.send_nowait(message, size)
+            else:
+                self._hold(member, (position, message, size))
+                self._read(member)
+
+    async def check(self) -> None:
+        """Compare every released member's position with the store's top: behind it, or in
+        another epoch, it is sent what it missed (or a gap). A member whose read failed reads again."""
+        if not self.members:
+            return
+        try:
+            top = await self.store.top(self.room)
+        except (HistoryError, BackendError) as exc:
+            metrics.ROOM_STORE_ERRORS.labels(operation="top").inc()
+            logger.debug("Room %r: position check failed: %s", self.room, exc)
+            return
+        for member in list(self.members.values()):
+            current = member.position
+            if current is None or current in self._reads:
+                continue
+            if member.held is not None:  # its read failed: again
+                self._read(member)
+            elif top is None or top.epoch != current.epoch or top.offset > current.offset:
+                member.held = []
+                self._read(member)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+
+    def _hold(self, member: Member, item: Item) -> None:
+        assert member.held is not None
+        size = item[2]
+        if member.held_bytes + size > member.connection.max_bytes:
+            metrics.CHAT_SLOW_CLIENTS.inc()
+            member.connection.close_now(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW)
+            self.discard(member.connection)
+            return
+        member.held.append(item)
+        member.held_bytes += size
+
+    def _read(self, member: Member) -> None:
+        """Read the store from the member's position; members at the same position share the read."""
+        position = member.position
+        assert position is not None
+        waiting = self._reads.get(position)
+        if waiting is not None:
+            if member not in waiting:
+                waiting.append(member)
+            return
+        self._reads[position] = [member]
+        task = asyncio.get_running_loop().create_task(self._fill(position))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fill(self, since: Position) -> None:
+        try:
+            replay = await self.store.replay(self.room, since.offset, since.epoch)
+        except (HistoryError, BackendError) as exc:  # they stay held; the next check reads again
+            metrics.ROOM_STORE_ERRORS.labels(operation="replay").inc()
+            logger.warning("Room %r: cannot read what members missed after %d: %s", self.room, since.offset, exc)
+            self._reads.pop(since, None)
+            return
+        except BaseException:
+            self._reads.pop(since, None)
+            raise
+        waiting = self._reads.pop(since, [])
+        text = gap(self.room, since.offset, replay) if replay.missed != 0 else None
+        for member in waiting:
+            if self.members.get(member.connection) is not member or member.position != since:
+                continue
+            send = member.connection.send_text_nowait
+            if text is not None:
+                metrics.ROOM_GAPS.inc()
+                send(text)
+            for entry in replay.entries:
+                send(entry.payload)
+            metrics.ROOM_HOLES_FILLED.inc(len(replay.entries))
+            member.position = replay.position
+            self._flush(member)
+
+    def _flush(self, member: Member) -> None:
+        """Send what the member held, in order, now that it has everything before it."""
+        held, member.held, member.held_bytes = member.held or [], None, 0
+        for index, (position, message, size) in enumerate(held):
+            if member.held is not None:  # a hole again: the rest waits behind it
+                for item in held[index:]:
+                    self._hold(member, item)
+                return
+            current = member.position
+            assert current is not None
+            if position is None:
+                member.connection.send_nowait(message, size)
+            elif current.epoch == position.epoch and position.offset <= current.offset:
+                continue
+            elif current.epoch == position.epoch and position.offset == current.offset + 1:
+                member.position = position
+                member.connection.send_nowait(message, size)
+            else:
+                member.held = []
+                self._hold(member, (position, message, size))
+                self._read(member)
