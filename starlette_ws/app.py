@@ -87,7 +87,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.templates = templates
     app.state.hubs = hubs
-    app.state.room_gate = ConnectGate(settings.room_connect_rate, settings.room_connect_burst)
+    app.state.room_gates = (
+        ConnectGate(settings.room_address_rate, settings.room_address_burst),
+        ConnectGate(settings.room_connect_rate, settings.room_connect_burst),
+    )
     return app
 
 

@@ -94,12 +94,14 @@ class RoomEndpoint(MemberEndpoint):
         return super().admit(websocket, values)
 
     def limit(self, websocket: WebSocket) -> list[Error]:
-        gate: ConnectGate = websocket.app.state.room_gate
+        by_address: ConnectGate
+        by_client_id: ConnectGate
+        by_address, by_client_id = websocket.app.state.room_gates
         address = websocket.client.host if websocket.client else ""
-        if not gate.take(f"address {address}"):
+        if not by_address.take(address):
             metrics.ROOM_CONNECTS_REFUSED.labels(reason="address").inc()
             return [self.too_often(["client"], address, "from this address")]
-        if not gate.take(f"client id {self.client_id}"):
+        if not by_client_id.take(str(self.client_id)):
             metrics.ROOM_CONNECTS_REFUSED.labels(reason="client_id").inc()
             return [self.too_often(["path", "client_id"], str(self.client_id), "for this client id")]
         return []

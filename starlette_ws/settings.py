@@ -44,9 +44,12 @@ class Settings:
     # that they coalesce into one member list.
     room_presence_rate: float = 5.0
     room_presence_burst: int = 20
-    # Room connections per second a client address, and a client id, may open (per process).
+    # Room connections per second (bursts of ..._BURST) a client id, and a client address, may
+    # open in one process; past that the handshake is refused with 429.
     room_connect_rate: float = 5.0
     room_connect_burst: int = 20
+    room_address_rate: float = 50.0
+    room_address_burst: int = 200
     channel_prefix: str = "starlette-ws:"
     debug: bool = False
 
@@ -79,6 +82,8 @@ class Settings:
             room_presence_burst=config("ROOM_PRESENCE_BURST", cast=int, default=default.room_presence_burst),
             room_connect_rate=config("ROOM_CONNECT_RATE", cast=float, default=default.room_connect_rate),
             room_connect_burst=config("ROOM_CONNECT_BURST", cast=int, default=default.room_connect_burst),
+            room_address_rate=config("ROOM_ADDRESS_RATE", cast=float, default=default.room_address_rate),
+            room_address_burst=config("ROOM_ADDRESS_BURST", cast=int, default=default.room_address_burst),
             channel_prefix=config("CHANNEL_PREFIX", default=default.channel_prefix),
             debug=config("DEBUG", cast=bool, default=False),
         )
