@@ -85,7 +85,7 @@ WITH room AS (
            OR e.at < now() - make_interval(secs => $6::float8))
 )
 SELECT entry.epoch, entry."offset", entry.payload,
-       pg_notify($7::text, '#' || entry."offset"::text || ':' || entry.epoch || E'\n' || entry.payload)
+       pg_notify($7::text, '#' || entry."offset"::text || ':' || entry.epoch || E'\\n' || entry.payload)
 FROM entry
 """
 

@@ -57,7 +57,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '*', 'o', offset, 'p', text)
 redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d', math.max(now - tonumber(ARGV[5]), 0)))
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PUBLISH', ARGV[3], '#' .. string.format('%d', offset) .. ':' .. epoch .. '\n' .. text)
+redis.call('PUBLISH', ARGV[3], '#' .. string.format('%d', offset) .. ':' .. epoch .. '\\n' .. text)
 return {offset, epoch, text}
 """
 )
