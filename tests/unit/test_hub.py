@@ -13,7 +13,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
 from starlette_ws.backends import Event
-from starlette_ws.hub import CATCHING_UP, CLOSED, CLOSING, HELD, OPEN, TOO_SLOW, Connection, Hub, opened, seal
+from starlette_ws.hub import CLOSED, CLOSING, OPEN, TOO_SLOW, Connection, Hub, opened, seal
 
 ANYIO = os.path.dirname(anyio.__file__) + os.sep
 
