@@ -95,7 +95,7 @@ async def test_members_at_one_position_share_one_read_and_a_new_epoch_is_a_gap_f
         reads += 1
         return await replay(*args)
 
-    memory.replay = counted  # type: ignore[method-assign]
+    memory.replay = counted  # type: ignore[method-assign,assignment]
     await say(memory, "a", "b")
     stream.deliver(bus.published[1])
     await settled(stream)
