@@ -34,6 +34,7 @@ from starlette_ws.recovery import RoomStream, compact
 logger = logging.getLogger("starlette_ws.hubs")
 
 LISTENING_POLL = 0.25  # seconds between two looks at whether the hub's subscription is back
+CHECKS_AT_ONCE = 20  # rooms checked against the store at the same time (a stalled store holds each for its timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +112,9 @@ class Rooms:
         """Tell the room's members in every process that someone arrived or left; past the room's
         rate (churn) the changes coalesce into one fresh member list a little later."""
         bucket = self._announcing.get(room)
-        if bucket is None:
+        if bucket is None and channel in self.streams:  # no stream: its last member here has left
             bucket = self._announcing[room] = TokenBucket(self.options.presence_rate, self.options.presence_burst)
-        if bucket.take():
+        if bucket is None or bucket.take():
             await self.hub.publish(channel, compact(change))
         elif room not in self._coalescing:
             task = asyncio.get_running_loop().create_task(self._members_later(room, channel))
@@ -152,8 +153,9 @@ class Rooms:
             back, listening = now_listening and not listening, now_listening
             if back or loop.time() >= due:
                 due = loop.time() + self.options.check_seconds
-                for stream in list(self.streams.values()):
-                    await stream.check()
+                streams = list(self.streams.values())
+                for at in range(0, len(streams), CHECKS_AT_ONCE):
+                    await asyncio.gather(*(stream.check() for stream in streams[at : at + CHECKS_AT_ONCE]))
 
     async def _clean(self) -> None:
         while True:
