@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         settings.room_history,
         settings.room_history_seconds,
         settings.presence_ttl,
+        settings.engine_probe_seconds,
     )
 
     @asynccontextmanager

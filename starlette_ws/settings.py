@@ -35,6 +35,9 @@ class Settings:
     room_history_seconds: float = 300.0
     presence_ttl: float = 30.0
     channel_prefix: str = "starlette-ws:"
+    # Seconds between two pings of the engine (its broadcast backend and room store), and the
+    # longest each may wait for its answer: `/health` shows a stalled engine within twice this.
+    engine_probe_seconds: float = 2.0
     debug: bool = False
 
     @classmethod
@@ -60,6 +63,7 @@ class Settings:
             room_history_seconds=config("ROOM_HISTORY_SECONDS", cast=float, default=default.room_history_seconds),
             presence_ttl=config("PRESENCE_TTL", cast=float, default=default.presence_ttl),
             channel_prefix=config("CHANNEL_PREFIX", default=default.channel_prefix),
+            engine_probe_seconds=config("ENGINE_PROBE_SECONDS", cast=float, default=default.engine_probe_seconds),
             debug=config("DEBUG", cast=bool, default=False),
         )
 
