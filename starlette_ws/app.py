@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             presence_rate=settings.room_presence_rate,
             presence_burst=settings.room_presence_burst,
         ),
+        settings.engine_probe_seconds,
     )
 
     @asynccontextmanager

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
@@ -10,15 +11,21 @@ from starlette_ws.settings import Settings
 
 
 async def health(request: Request) -> JSONResponse:
-    """Liveness, this process's chat registry size (what churn tests watch return to zero), and
-    whether broadcasts from other processes reach it now (false during an engine outage)."""
+    """Liveness, this process's chat registry size (what churn tests watch return to zero), whether
+    broadcasts from other processes reach it now (false during an engine outage), and whether the
+    engine answered its latest probe (a stalled engine keeps `listening` true). Either failing makes
+    the status "degraded", still with a 200: the load balancer decides what that means."""
     hubs: Hubs = request.app.state.hubs
     settings: Settings = request.app.state.settings
-    return JSONResponse(
-        {
-            "status": "ok",
-            "chat_connections": len(hubs),
-            "broadcast": urlsplit(settings.broadcast_url).scheme,
-            "listening": hubs.listening,
-        }
-    )
+    engine = hubs.engine
+    listening = hubs.listening
+    body: dict[str, Any] = {
+        "status": "ok" if engine.ok and listening else "degraded",
+        "chat_connections": len(hubs),
+        "broadcast": urlsplit(settings.broadcast_url).scheme,
+        "listening": listening,
+        "engine": "ok" if engine.ok else "unreachable",
+    }
+    if engine.error is not None:
+        body["engine_error"] = engine.error
+    return JSONResponse(body)

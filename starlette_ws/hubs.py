@@ -10,7 +10,8 @@ of one app hear each other through the app's `MemoryBus`; Redis and PostgreSQL h
 
 Each hub comes with the rooms' history and presence store of its engine (`memory://`: one store
 for the whole app, on the same bus), and a heartbeat that keeps this loop's room members present;
-without the lifespan they start with the loop's first room connection.
+without the lifespan they start with the loop's first room connection. From its start to its stop
+a hub's `probe.Probe` pings its backend and, once there is one, its store.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from starlette_ws.backends.memory import MemoryBackend, MemoryBus
 from starlette_ws.history import HistoryError, RoomStore, store_for_url
 from starlette_ws.hub import Connection, Hub
 from starlette_ws.logs import Outage
+from starlette_ws.probe import ANSWERED, Finding, Probe
 from starlette_ws.ratelimit import TokenBucket
 from starlette_ws.recovery import RoomStream, compact
 
@@ -176,6 +178,7 @@ class Hubs:
         history: int = 100,
         seconds: float = 300.0,
         options: RoomOptions | None = None,
+        probe_seconds: float = 2.0,
     ) -> None:
         self.broadcast_url = broadcast_url
         self.queue_bytes = queue_bytes
@@ -184,6 +187,8 @@ class Hubs:
         self._store_args = (broadcast_url, prefix, history, seconds)
         self.options = options or RoomOptions()
         self.room_outage = Outage(logger, "Room store not available")
+        self.probe_seconds = probe_seconds
+        self._probes: dict[Hub, Probe] = {}
         # memory://: one store for every loop, so that they share one history
         self._shared = store_for_url(*self._store_args, bus=self._bus) if self._bus is not None else None
         self._rooms: dict[Hub, Rooms] = {}
@@ -204,6 +209,14 @@ class Hubs:
         if not hubs:
             return self._bus is not None
         return all(hub.listening for hub in hubs)
+
+    @property
+    def engine(self) -> Finding:
+        """What the latest probes of this process's engine found (memory:// always answers)."""
+        findings = [self._probes[hub].finding for hub in self._live() if hub in self._probes]
+        if not findings and self._bus is None:
+            return Finding("not connected: no hub runs in this process (run the app's lifespan)")
+        return next((finding for finding in findings if not finding.ok), ANSWERED)
 
     async def start(self) -> None:
         """The lifespan's start-up: this loop's hub and its rooms' store connect now and run until
@@ -285,6 +298,8 @@ class Hubs:
         try:
             hub = Hub(self._backend(), self.queue_bytes)
             await hub.start()
+            probe = self._probes[hub] = Probe(hub.backend, lambda: self._store_of(hub), self.probe_seconds)
+            probe.start()
             for gone in [other for other in self._hubs if other.is_closed()]:
                 self._hubs.pop(gone, None)
             self._hubs[loop] = hub
@@ -293,14 +308,21 @@ class Hubs:
             del self._starting[loop]
 
     async def _stop(self, hub: Hub) -> None:
+        probe = self._probes.pop(hub, None)
         rooms = self._rooms.pop(hub, None)
         try:
+            if probe is not None:
+                await probe.stop()
             if rooms is not None:
                 await rooms.stop()
                 if rooms.store is not self._shared:
                     await rooms.store.disconnect()
         finally:
             await hub.stop()
+
+    def _store_of(self, hub: Hub) -> RoomStore | None:
+        rooms = self._rooms.get(hub)
+        return rooms.store if rooms is not None else None
 
     def _backend(self) -> Backend:
         if self._bus is not None:

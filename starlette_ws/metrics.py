@@ -86,6 +86,17 @@ BROADCAST_DELIVERY = Histogram(
     "round trip through the engine). Copies later than 0.5 s are no longer waited for and not observed.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
 )
+ENGINE_UP = Gauge(
+    "starlette_ws_engine_up",
+    "1 when the latest engine probe found the broadcast engine and the room store answering, 0 when not "
+    "(with several workers: the lowest of them).",
+    multiprocess_mode="livemin",
+)
+ENGINE_PROBE_FAILURES = Counter(
+    "starlette_ws_engine_probe_failures",
+    "Engine pings that failed or got no answer within ENGINE_PROBE_SECONDS, per target (broadcast, room_store).",
+    ["target"],
+)
 ROOM_STORE_ERRORS = Counter(
     "starlette_ws_room_store_errors",
     "Room store operations that failed, per operation (append, replay, top, present, absent, members, rooms, clean).",

@@ -16,6 +16,8 @@
 - invalid UTF-8 in a text message closes with 1007 and one log line (it is the client's fault);
 - a handshake websockets refuses itself (414, 431) is answered and closed;
 - on shutdown, a close frame that cannot leave within half the graceful timeout is given up;
+- a connection that ends without the client's close frame reaches the app as 1006, a close frame
+  without a code as 1005 (uvicorn says 1005 for both once the handshake is done);
 - an idle connection holds less: no handshake request and response once accepted, and an
   `Inbox` in place of the `asyncio.Queue` of received messages (about 4 KB less in all).
 
@@ -322,9 +324,18 @@ class Inbox:
     def empty(self) -> bool:
         return not self._items
 
+    def __len__(self) -> int:
+        return len(self._items) if self._items is not None else 0
+
+    def replace_last(self, item: ASGIReceiveEvent) -> None:
+        """Put `item` in place of the message queued last (there must be one)."""
+        assert self._items, "no message to replace"
+        self._items[-1] = item
+
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     transport: LingeringTransport
+    queue: Inbox  # type: ignore[assignment]  # uvicorn's asyncio.Queue, replaced
 
     def __init__(
         self,
@@ -334,7 +345,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self.queue = Inbox()  # type: ignore[assignment]
+        self.queue = Inbox()
         self.drain_timeout = SETTINGS.ws_drain_timeout
         self.max_fragments = SETTINGS.ws_max_fragments
         self.write_paused = False
@@ -345,8 +356,19 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop_drop_timer()
+        queued = len(self.queue)
         super().connection_lost(exc)
         self.transport.forget()
+        if len(self.queue) > queued:  # uvicorn queued a disconnect: with the code RFC 6455 gives it
+            self.queue.replace_last(self.lost())
+
+    def lost(self) -> ASGIReceiveEvent:
+        """The disconnect the app hears when the connection ends: the code of the client's close
+        frame (1005 when it carried none), or 1006 when no close frame came (RFC 6455, 7.1.5)."""
+        received = self.conn.close_rcvd
+        if received is None:
+            return {"type": "websocket.disconnect", "code": int(CloseCode.ABNORMAL_CLOSURE), "reason": ""}
+        return {"type": "websocket.disconnect", "code": int(received.code), "reason": received.reason}
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

@@ -51,6 +51,9 @@ class Settings:
     room_address_rate: float = 50.0
     room_address_burst: int = 200
     channel_prefix: str = "starlette-ws:"
+    # Seconds between two pings of the engine (its broadcast backend and room store), and the
+    # longest each may wait for its answer: `/health` shows a stalled engine within twice this.
+    engine_probe_seconds: float = 2.0
     debug: bool = False
 
     @classmethod
@@ -85,6 +88,7 @@ class Settings:
             room_address_rate=config("ROOM_ADDRESS_RATE", cast=float, default=default.room_address_rate),
             room_address_burst=config("ROOM_ADDRESS_BURST", cast=int, default=default.room_address_burst),
             channel_prefix=config("CHANNEL_PREFIX", default=default.channel_prefix),
+            engine_probe_seconds=config("ENGINE_PROBE_SECONDS", cast=float, default=default.engine_probe_seconds),
             debug=config("DEBUG", cast=bool, default=False),
         )
 

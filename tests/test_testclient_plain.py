@@ -39,7 +39,13 @@ def test_page(path: str, heading: str) -> None:
 def test_health() -> None:
     response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "chat_connections": 0, "broadcast": "memory", "listening": True}
+    assert response.json() == {
+        "status": "ok",
+        "chat_connections": 0,
+        "broadcast": "memory",
+        "listening": True,
+        "engine": "ok",
+    }
 
 
 def test_echo() -> None:

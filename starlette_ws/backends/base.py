@@ -37,7 +37,9 @@ class Backend(Protocol):
     loses its server reconnects and re-subscribes inside it, so the caller never sees an outage.
     `publish` raises `BackendError` when the message was not handed to the engine, and its
     subclass `PublishUncertain` when it was sent but never confirmed. `listening` is true while
-    this process's subscription is up, so that a message published now comes back to it.
+    this process's subscription is up, so that a message published now comes back to it. `ping`
+    makes one round trip to the engine, raising `BackendError` when no answer comes (a stalled
+    engine keeps its sockets open, so `listening` stays true).
     """
 
     @property
@@ -54,3 +56,5 @@ class Backend(Protocol):
     async def publish(self, channel: str, message: str) -> None: ...
 
     async def next_published(self) -> Event: ...
+
+    async def ping(self) -> None: ...

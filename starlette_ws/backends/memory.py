@@ -62,6 +62,9 @@ class MemoryBackend:
     async def next_published(self) -> Event:
         return await self._events.get()
 
+    async def ping(self) -> None:
+        """The engine is this process: it always answers."""
+
     def receive(self, event: Event) -> bool:
         """Queue an event published on the bus, from any thread; false once this backend's loop is closed."""
         loop = self._loop

@@ -165,6 +165,27 @@ class PostgresBackend:
             with contextlib.suppress(*ERRORS):
                 await pool.release(connection, timeout=self.timeout)
 
+    async def ping(self) -> None:
+        """`SELECT 1` on a pooled connection within `timeout`, or `BackendError`."""
+        pool = self._pool
+        if pool is None:
+            raise BackendError("the PostgreSQL backend is not connected")
+        try:
+            connection = await pool.acquire(timeout=self.timeout)
+        except ERRORS as exc:
+            raise BackendError(f"PostgreSQL at {self.address} does not answer: {self._reason(exc)}") from exc
+        answered = False
+        try:
+            await connection.fetchval("SELECT 1", timeout=self.timeout)
+            answered = True
+        except ERRORS as exc:
+            raise BackendError(f"PostgreSQL at {self.address} does not answer: {self._reason(exc)}") from exc
+        finally:
+            if not answered:  # timed out or cancelled: the release would wait for asyncpg's cancel request
+                connection.terminate()
+            with contextlib.suppress(*ERRORS):
+                await pool.release(connection, timeout=self.timeout)
+
     def _reason(self, exc: BaseException) -> str:
         return reason(exc, self.timeout)
 

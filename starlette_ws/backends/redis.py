@@ -214,6 +214,21 @@ class RedisBackend:
                 raise PublishUncertain(f"sent to Redis at {self.address}, then {exc.reason}") from exc.__cause__
             raise BackendError(f"cannot publish to Redis at {self.address}: {exc.reason}") from exc.__cause__
 
+    async def ping(self) -> None:
+        """PING on a publisher connection, answered within `timeout`, or `BackendError`."""
+        publisher = self._publisher
+        if publisher is None:
+            raise BackendError("the Redis backend is not connected")
+
+        async def ping(connection: Any) -> None:
+            await connection.send_command("PING")
+            await connection.read_response()  # a timeout or a cancellation drops the connection
+
+        try:
+            await in_steps(publisher, self.timeout, ping)
+        except Unanswered as exc:
+            raise BackendError(f"Redis at {self.address} does not answer: {exc.reason}") from exc.__cause__
+
     async def next_published(self) -> Event:
         while True:
             if not self.connected:

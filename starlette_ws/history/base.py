@@ -157,6 +157,10 @@ class RoomStore(Protocol):
         """Every room with members now: {room: members(room)}."""
         ...
 
+    async def ping(self) -> None:
+        """One round trip to the engine; `HistoryError` when no answer comes."""
+        ...
+
 
 def same_history(current: str, last: int, since: int, epoch: str | None) -> bool:
     """Whether offset `since` of history `epoch` (None: trusted) can be one of this history's,

@@ -128,3 +128,6 @@ class MemoryStore:
         oldest = self.clock() - self.seconds
         while entries and entries[0][0] < oldest:
             entries.popleft()
+
+    async def ping(self) -> None:
+        """The engine is this process: it always answers."""

@@ -372,6 +372,20 @@ class PostgresStore:
     def _reason(self, exc: BaseException) -> str:
         return reason(exc, self.timeout)
 
+    async def ping(self) -> None:
+        """`SELECT 1` on a pooled connection within `timeout`, or `HistoryError`."""
+        connection = await self._acquire()
+        answered = False
+        try:
+            await connection.fetchval("SELECT 1", timeout=self.timeout)
+            answered = True
+        except ERRORS as exc:
+            raise HistoryError(f"PostgreSQL at {self.address} does not answer: {self._reason(exc)}") from exc
+        finally:
+            if not answered:  # timed out or cancelled: the release would wait for asyncpg's cancel request
+                connection.terminate()
+            await self._release(connection)
+
 
 def new_epoch() -> str:
     return secrets.token_hex(8)

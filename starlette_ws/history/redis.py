@@ -316,6 +316,21 @@ class RedisStore:
                 raise HistoryUncertain(f"sent to Redis at {self.address}, then {exc.reason}") from exc.__cause__
             raise HistoryError(f"Redis at {self.address} failed: {exc.reason}") from exc.__cause__
 
+    async def ping(self) -> None:
+        """PING on a pooled connection within `timeout`, or `HistoryError`."""
+        client = self._client
+        if client is None:
+            raise HistoryError("the Redis history store is not connected")
+
+        async def ping(connection: Any) -> None:
+            await connection.send_command("PING")
+            await connection.read_response()
+
+        try:
+            await in_steps(client, self.timeout, ping)
+        except Unanswered as exc:
+            raise HistoryError(f"Redis at {self.address} does not answer: {exc.reason}") from exc.__cause__
+
 
 def _sha(script: str) -> str:
     return hashlib.sha1(script.encode()).hexdigest()

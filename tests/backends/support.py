@@ -9,9 +9,10 @@ import signal
 import time
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
-from harness.services import RedisServer
+from harness.services import Engine
 from starlette_ws.backends import Backend, Event, backend_for_url
 
 
@@ -65,11 +66,18 @@ async def publish_until_heard(pub: Backend, listener: Listener, channel: str, me
 
 
 @contextlib.contextmanager
-def paused(server: RedisServer) -> Iterator[None]:
-    """SIGSTOP the server, SIGCONT on exit: its sockets stay open and nothing answers."""
-    pid = server.pid
-    os.kill(pid, signal.SIGSTOP)
+def paused(server: Engine) -> Iterator[None]:
+    """SIGSTOP the server and every process it started (PostgreSQL's backends and workers), SIGCONT
+    on exit: its sockets stay open, new connections wait in its backlog, and nothing answers."""
+    stopped = [server.pid]
+    os.kill(server.pid, signal.SIGSTOP)  # first: it starts no process after the list is read
     try:
+        for child in psutil.Process(server.pid).children(recursive=True):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGSTOP)
+                stopped.append(child.pid)
         yield
     finally:
-        os.kill(pid, signal.SIGCONT)
+        for pid in reversed(stopped):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)

@@ -267,6 +267,9 @@ class FakeBackend:
             raise ValueError("a bug in the backend")
         return await self.events.get()
 
+    async def ping(self) -> None:
+        pass
+
     def deliver(self, index: int) -> None:
         self.events.put_nowait(Event(*self.published[index]))
 

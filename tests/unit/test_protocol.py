@@ -4,6 +4,7 @@ uvicorn's `asyncio.Queue`, and a handshake that leaves no request or response be
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -204,3 +205,57 @@ async def test_while_the_transport_is_paused_a_send_waits_and_writes_nothing() -
         await accepted.done.get()
         assert bytes(accepted.transport.written) == text_frame("later")
         accepted.protocol.connection_lost(None)
+
+
+EMPTY_CLOSE = bytes([0x88, 0x80, 0, 0, 0, 0])  # a masked close frame without a code
+GOING_AWAY = bytes([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xE9])  # a masked close frame, code 1001
+
+
+def lose(exc: Exception | None) -> Callable[[WebSocketProtocol], None]:
+    def end(protocol: WebSocketProtocol) -> None:
+        protocol.connection_lost(exc)
+
+    return end
+
+
+def close_then_lose(frame: bytes) -> Callable[[WebSocketProtocol], None]:
+    def end(protocol: WebSocketProtocol) -> None:
+        protocol.data_received(frame)
+        protocol.connection_lost(None)
+
+    return end
+
+
+@pytest.mark.parametrize(
+    ("end", "code"),
+    [
+        (lose(None), 1006),
+        (lose(ConnectionResetError("reset by peer")), 1006),
+        (close_then_lose(EMPTY_CLOSE), 1005),
+        (close_then_lose(GOING_AWAY), 1001),
+    ],
+    ids=["eof without close frame", "reset without close frame", "close frame without code", "close 1001"],
+)
+@pytest.mark.anyio
+async def test_the_app_hears_1006_for_a_lost_connection_and_the_client_code_for_a_close_frame(
+    end: Callable[[WebSocketProtocol], None], code: int
+) -> None:
+    """uvicorn 0.54 tells the app 1005 ("no code given") when an accepted connection just drops."""
+    received: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        received.put_nowait(await receive())
+
+    with anyio.fail_after(5):
+        config = Config(app=app, ws=WebSocketProtocol, log_config=None)
+        config.load()
+        protocol = WebSocketProtocol(config, ServerState(), {})
+        transport = Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(HANDSHAKE)
+        await transport.wrote.wait()
+        end(protocol)
+        message = await received.get()
+    assert (message["type"], message["code"]) == ("websocket.disconnect", code)
