@@ -106,20 +106,18 @@ class RoomStream:
         message: Message = {"type": "websocket.send", "text": payload}
         size = len(payload.encode())
         for member in list(self.members.values()):
-            if member.held is not None:
-                self._hold(member, (position, message, size))
-                continue
             current = member.position
-            if position is None:
+            if (  # the next entry of a member that holds nothing: the fan-out's own path
+                member.held is None
+                and position is not None
+                and current is not None
+                and position.offset == current.offset + 1
+                and position.epoch == current.epoch
+            ):
+                member.position = position
                 member.connection.send_nowait(message, size)
-            elif current is not None and current.epoch == position.epoch and position.offset <= current.offset + 1:
-                if position.offset == current.offset + 1:
-                    member.position = position
-                    member.connection.send_nowait(message, size)
             else:
-                member.held = []
-                self._hold(member, (position, message, size))
-                self._read(member)
+                self._offer(member, (position, message, size))
 
     async def check(self) -> None:
         """Compare every released member's position with the store's top: behind it, or in
@@ -202,21 +200,22 @@ class RoomStream:
     def _flush(self, member: Member) -> None:
         """Send what the member held, in order, now that it has everything before it."""
         held, member.held, member.held_bytes = member.held or [], None, 0
-        for index, (position, message, size) in enumerate(held):
-            if member.held is not None:  # a hole again: the rest waits behind it
-                for item in held[index:]:
-                    self._hold(member, item)
-                return
-            current = member.position
-            assert current is not None
-            if position is None:
-                member.connection.send_nowait(message, size)
-            elif current.epoch == position.epoch and position.offset <= current.offset:
-                continue
-            elif current.epoch == position.epoch and position.offset == current.offset + 1:
+        for item in held:
+            self._offer(member, item)
+
+    def _offer(self, member: Member, item: Item) -> None:
+        """Give `member` an entry (or a presence change): send it, drop it, or hold it behind a read."""
+        if member.held is not None:
+            self._hold(member, item)
+            return
+        position, message, size = item
+        current = member.position
+        assert current is not None
+        if position is not None and (position.epoch != current.epoch or position.offset > current.offset + 1):
+            member.held = []  # a hole, or another history: what is missing comes first
+            self._hold(member, item)
+            self._read(member)
+        elif position is None or position.offset == current.offset + 1:
+            if position is not None:
                 member.position = position
-                member.connection.send_nowait(message, size)
-            else:
-                member.held = []
-                self._hold(member, (position, message, size))
-                self._read(member)
+            member.connection.send_nowait(message, size)

@@ -174,15 +174,11 @@ class PostgresBackend:
             connection = await pool.acquire(timeout=self.timeout)
         except ERRORS as exc:
             raise BackendError(f"PostgreSQL at {self.address} does not answer: {self._reason(exc)}") from exc
-        answered = False
         try:
-            await connection.fetchval("SELECT 1", timeout=self.timeout)
-            answered = True
+            await select_one(connection, self.timeout)
         except ERRORS as exc:
             raise BackendError(f"PostgreSQL at {self.address} does not answer: {self._reason(exc)}") from exc
         finally:
-            if not answered:  # timed out or cancelled: the release would wait for asyncpg's cancel request
-                connection.terminate()
             with contextlib.suppress(*ERRORS):
                 await pool.release(connection, timeout=self.timeout)
 
@@ -259,6 +255,18 @@ async def open_pool(url: str, seconds: float, size: int) -> asyncpg.Pool:
         url, min_size=0, max_size=size, timeout=seconds, command_timeout=seconds, reset=_nothing_to_reset
     )
     return pool
+
+
+async def select_one(connection: asyncpg.Connection, seconds: float) -> None:
+    """One round trip; a connection that did not answer (timed out, cancelled) is closed: released
+    as it is, it would wait for asyncpg's cancel request, which a stopped server never answers."""
+    answered = False
+    try:
+        await connection.fetchval("SELECT 1", timeout=seconds)
+        answered = True
+    finally:
+        if not answered:
+            connection.terminate()
 
 
 async def _nothing_to_reset(connection: asyncpg.Connection) -> None:

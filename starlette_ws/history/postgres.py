@@ -20,7 +20,16 @@ import asyncpg
 
 from starlette_ws import metrics
 from starlette_ws.backends.base import MessageTooLarge, address_of
-from starlette_ws.backends.postgres import ERRORS, MAX_PAYLOAD, PORT, UNCONFIRMED, check_channel, open_pool, reason
+from starlette_ws.backends.postgres import (
+    ERRORS,
+    MAX_PAYLOAD,
+    PORT,
+    UNCONFIRMED,
+    check_channel,
+    open_pool,
+    reason,
+    select_one,
+)
 from starlette_ws.backends.retry import describe
 from starlette_ws.history.base import (
     Entry,
@@ -375,15 +384,11 @@ class PostgresStore:
     async def ping(self) -> None:
         """`SELECT 1` on a pooled connection within `timeout`, or `HistoryError`."""
         connection = await self._acquire()
-        answered = False
         try:
-            await connection.fetchval("SELECT 1", timeout=self.timeout)
-            answered = True
+            await select_one(connection, self.timeout)
         except ERRORS as exc:
             raise HistoryError(f"PostgreSQL at {self.address} does not answer: {self._reason(exc)}") from exc
         finally:
-            if not answered:  # timed out or cancelled: the release would wait for asyncpg's cancel request
-                connection.terminate()
             await self._release(connection)
 
 
