@@ -117,6 +117,7 @@ class RoomStream:
                     member.position = position
                     member.connection.send_nowait(message, size)
             else:
+                member.held = []
                 self._hold(member, (position, message, size))
                 self._read(member)
 
