@@ -134,14 +134,23 @@ class Rooms:
             self._coalescing.pop(room, None)
 
     async def _beat(self) -> None:
+        """Every ttl / 3, refresh this loop's members; in an outage one line says so (not one
+        traceback per member), and the beat stops at the first failure: the next one tries again."""
         ttl = self.options.presence_ttl
+        outage = Outage(logger, "Room members not refreshed")
         while True:
             await asyncio.sleep(ttl / 3)
             for member, (room, client_id) in list(self.local.items()):
+                if member not in self.local:  # gone meanwhile
+                    continue
                 try:
                     await self.store.present(room, member, client_id, ttl)
-                except Exception:  # an outage: the next beat tries again
-                    logger.warning("Refreshing %r in room %r failed", client_id, room, exc_info=True)
+                except Exception as exc:  # an outage: the next beat tries again
+                    metrics.ROOM_STORE_ERRORS.labels(operation="present").inc()
+                    outage.failed(exc, asyncio.get_running_loop().time())
+                    break
+            else:
+                outage.ended()
 
     async def _check(self) -> None:
         """Every `check_seconds`, and as soon as the hub's subscription is back after an outage,

@@ -187,7 +187,7 @@ class RoomEndpoint(MemberEndpoint):
         try:
             left = await self.rooms.gone(self.room, self.member)
         except Exception as exc:  # the heartbeat no longer refreshes it: it expires
-            logger.warning("Room %r: leaving not recorded: %s", self.room, exc)
+            self.hubs.room_outage.failed(f"leaving room {self.room!r} not recorded ({exc})", time.monotonic())
             return
         if left and self.joined:
             await self.announce("leave")
