@@ -44,6 +44,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             clean_seconds=settings.room_clean_seconds,
             presence_rate=settings.room_presence_rate,
             presence_burst=settings.room_presence_burst,
+            connects_at_once=settings.room_connects_at_once,
+            connect_wait=settings.room_connect_wait,
         ),
         settings.engine_probe_seconds,
     )

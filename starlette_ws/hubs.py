@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +40,10 @@ LISTENING_POLL = 0.25  # seconds between two looks at whether the hub's subscrip
 CHECKS_AT_ONCE = 20  # rooms checked against the store at the same time (a stalled store holds each for its timeout)
 
 
+class Busy(Exception):
+    """Every place for a connection being set up is taken, and none came free in time."""
+
+
 @dataclass(frozen=True, slots=True)
 class RoomOptions:
     """The rooms' timers and budgets (see `Settings`)."""
@@ -48,6 +53,8 @@ class RoomOptions:
     clean_seconds: float = 30.0
     presence_rate: float = 5.0
     presence_burst: int = 20
+    connects_at_once: int = 8
+    connect_wait: float = 2.0
 
 
 def members_of(ids: list[str]) -> list[int | str]:
@@ -67,6 +74,22 @@ class Rooms:
         self._announcing: dict[str, TokenBucket] = {}  # by room: presence changes it may still announce
         self._coalescing: dict[str, asyncio.Task[None]] = {}  # by room: a member list about to go out
         self._tasks: list[asyncio.Task[None]] = []
+        self._setting_up = asyncio.Semaphore(options.connects_at_once)
+
+    @contextlib.asynccontextmanager
+    async def admitting(self) -> AsyncIterator[None]:
+        """A place for a connection's set-up (its calls to the store): at most `connects_at_once`
+        at a time, so that a flood of connects leaves the store's pool to the members' messages;
+        `Busy` when none comes free within `connect_wait` seconds."""
+        try:
+            async with asyncio.timeout(self.options.connect_wait):
+                await self._setting_up.acquire()
+        except TimeoutError:
+            raise Busy from None
+        try:
+            yield
+        finally:
+            self._setting_up.release()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()

@@ -144,23 +144,26 @@ def uninstall(secret_filter: RedactSecrets, names: Iterable[str] = LOGGERS) -> N
 
 class Outage:
     """One warning per outage: the first failure is logged, the ones after it only counted, and
-    the count is said with the next line (at most one a `quiet` seconds) or when it ends."""
+    the count is said with the next line, at most one a `quiet` seconds however often the outage
+    ends and starts again (a store that fails every other call), and one line when it ends."""
 
     def __init__(self, logger: logging.Logger, what: str, quiet: float = 60.0) -> None:
         self.logger = logger
         self.what = what
         self.quiet = quiet
-        self.failures = 0  # since the last line
-        self._said: float | None = None  # when the last line went, while the outage lasts
+        self.failures = 0  # not said yet
+        self._said: float | None = None  # when the last warning went
+        self._open = False  # a warning went and its end was not said yet
 
     def failed(self, reason: object, now: float) -> None:
         self.failures += 1
         if self._said is None or now - self._said >= self.quiet:
-            more = f" ({self.failures - 1} more since the last line)" if self._said is not None else ""
+            more = f" ({self.failures - 1} more since the last line)" if self.failures > 1 else ""
             self.logger.warning("%s: %s%s", self.what, reason, more)
-            self._said, self.failures = now, 0
+            self._said, self.failures, self._open = now, 0, True
 
     def ended(self) -> None:
-        if self._said is not None:
-            self.logger.info("%s: over (%d more since the last line)", self.what, self.failures)
-        self._said, self.failures = None, 0
+        if self._open:
+            self._open = False
+            self.logger.info("%s: over (%d more failures since the last line)", self.what, self.failures)
+            self.failures = 0

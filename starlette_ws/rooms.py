@@ -26,7 +26,7 @@ from starlette_ws import metrics, pages, params
 from starlette_ws.backends import BackendError, MessageTooLarge
 from starlette_ws.endpoint import settings_of
 from starlette_ws.history import HistoryError, HistoryUncertain, room_channel
-from starlette_ws.hubs import Rooms, members_of
+from starlette_ws.hubs import Busy, Rooms, members_of
 from starlette_ws.members import MemberEndpoint
 from starlette_ws.params import Error, InvalidValue
 from starlette_ws.ratelimit import ConnectGate
@@ -38,6 +38,7 @@ ROOM = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 EPOCH = re.compile(r"[0-9a-f]{1,64}")
 CLIENT_ID = re.compile(r"0|[1-9][0-9]{0,18}")
 NOT_AVAILABLE = "Room store not available: try again later"
+BUSY = "Too many room connections being set up: try again later"
 
 
 def parse_room(text: str) -> str:
@@ -120,17 +121,24 @@ class RoomEndpoint(MemberEndpoint):
         try:
             self.hub = hub = await self.hubs.acquire()
             self.rooms = rooms = await self.hubs.rooms(hub)
-            self.connection = connection = await hub.join(self.channel, websocket)
-            self.stream = stream = rooms.stream(self.room, self.channel)
-            member = stream.add(connection)
-            arrived = await rooms.here(self.room, self.member, str(self.client_id))
-            replay = await rooms.store.replay(self.room, self.since, self.epoch)
-            present = members_of(await rooms.store.members(self.room))
+            engine = self.hubs.engine
+            if not engine.ok:  # known to be down: no need to wait for it to time out again
+                raise HistoryError(engine.error)
+            async with rooms.admitting():
+                self.connection = connection = await hub.join(self.channel, websocket)
+                self.stream = stream = rooms.stream(self.room, self.channel)
+                member = stream.add(connection)
+                arrived = await rooms.here(self.room, self.member, str(self.client_id))
+                replay = await rooms.store.replay(self.room, self.since, self.epoch)
+                present = members_of(await rooms.store.members(self.room))
         except (HistoryError, BackendError, ImportError) as exc:  # ImportError: an engine not installed
             metrics.ROOM_CONNECTS_REFUSED.labels(reason="store").inc()
             outage.failed(f"room connections refused ({type(exc).__name__}: {exc})", time.monotonic())
-            await websocket.accept()
-            await self.close(websocket, status.WS_1013_TRY_AGAIN_LATER, NOT_AVAILABLE)
+            await self.refuse(websocket, NOT_AVAILABLE)
+            return
+        except Busy:
+            metrics.ROOM_CONNECTS_REFUSED.labels(reason="busy").inc()
+            await self.refuse(websocket, BUSY)
             return
         outage.ended()
         await websocket.accept()
@@ -138,6 +146,11 @@ class RoomEndpoint(MemberEndpoint):
         await self.send_first(websocket, member, replay, present)
         if arrived:
             await self.announce("join")
+
+    async def refuse(self, websocket: WebSocket, reason: str) -> None:
+        """1013 and why: accepted first, for a close before `accept()` reaches a client as a bare 403."""
+        await websocket.accept()
+        await self.close(websocket, status.WS_1013_TRY_AGAIN_LATER, reason)
 
     async def send_first(self, websocket: WebSocket, member: Member, replay: Any, present: list[int | str]) -> None:
         """The member list, then the history, each as the client reads it; then the stream's turn."""

@@ -50,6 +50,10 @@ class Settings:
     room_connect_burst: int = 20
     room_address_rate: float = 50.0
     room_address_burst: int = 200
+    # Room connections whose set-up (their calls to the store) runs at once in one process; past
+    # that they wait ROOM_CONNECT_WAIT seconds for a place, then are refused with 1013.
+    room_connects_at_once: int = 8
+    room_connect_wait: float = 2.0
     channel_prefix: str = "starlette-ws:"
     # Seconds between two pings of the engine (its broadcast backend and room store), and the
     # longest each may wait for its answer: `/health` shows a stalled engine within twice this.
@@ -87,6 +91,8 @@ class Settings:
             room_connect_burst=config("ROOM_CONNECT_BURST", cast=int, default=default.room_connect_burst),
             room_address_rate=config("ROOM_ADDRESS_RATE", cast=float, default=default.room_address_rate),
             room_address_burst=config("ROOM_ADDRESS_BURST", cast=int, default=default.room_address_burst),
+            room_connects_at_once=config("ROOM_CONNECTS_AT_ONCE", cast=int, default=default.room_connects_at_once),
+            room_connect_wait=config("ROOM_CONNECT_WAIT", cast=float, default=default.room_connect_wait),
             channel_prefix=config("CHANNEL_PREFIX", default=default.channel_prefix),
             engine_probe_seconds=config("ENGINE_PROBE_SECONDS", cast=float, default=default.engine_probe_seconds),
             debug=config("DEBUG", cast=bool, default=False),

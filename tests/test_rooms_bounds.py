@@ -3,8 +3,11 @@ per client id, canonical ids only, churn that neither evicts messages nor floods
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
@@ -79,3 +82,41 @@ def test_churn_keeps_the_rooms_messages_and_coalesces_what_members_are_told() ->
             replayed = [receive(late) for _ in range(100)]
         assert [m["text"] for m in replayed] == [f"m{n}" for n in range(1, 100)] + ["done"]
         assert json.loads(client.get("/rooms/churn/presence").text)["members"] == [1]
+
+
+def test_connects_past_the_set_up_places_are_refused_with_1013_and_no_member_is_closed() -> None:
+    settings = Settings(room_connects_at_once=1, room_connect_wait=0.2, **OPEN_DOORS)  # type: ignore[arg-type]
+    app = create_app(settings)
+    with TestClient(app) as client, client.websocket_connect("/rooms/q/ws/1") as member:
+        until(member, "join")
+        store = app.state.hubs._shared
+        present, stuck, free = store.present, threading.Event(), threading.Event()
+
+        async def slow_present(*args: Any) -> bool:
+            stuck.set()
+            await asyncio.to_thread(free.wait, 10)
+            return bool(await present(*args))
+
+        store.present = slow_present
+        done = threading.Event()
+
+        def connect_slowly() -> None:
+            with client.websocket_connect("/rooms/q/ws/2") as slow:
+                receive(slow)
+                done.wait(10)
+
+        slow = threading.Thread(target=connect_slowly, daemon=True)
+        slow.start()
+        assert stuck.wait(5)  # the one place is taken by connection 2's set-up
+        with client.websocket_connect("/rooms/q/ws/3") as refused:
+            assert refused.receive() == {
+                "type": "websocket.close",
+                "code": 1013,
+                "reason": "Too many room connections being set up: try again later",
+            }
+        free.set()
+        store.present = present
+        member.send_text("still here")
+        assert until(member, "message")["text"] == "still here"
+        done.set()
+        slow.join(10)

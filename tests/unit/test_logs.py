@@ -194,3 +194,21 @@ def test_uvicorns_default_formatter_prints_the_redacted_line() -> None:
     assert RedactSecrets().filter(record)
     line = DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False).format(record)
     assert line == 'ERROR:    ip - "WebSocket /i?%74oken=[redacted]" 403'
+
+
+def test_an_outage_is_one_warning_a_minute_however_often_it_flaps(caplog: pytest.LogCaptureFixture) -> None:
+    outage = logs.Outage(logging.getLogger("starlette_ws.test"), "Store down", quiet=60.0)
+    with caplog.at_level(logging.INFO, logger="starlette_ws.test"):
+        for second in range(59):  # a store failing every other call for a minute
+            outage.failed("refused", float(second))
+            outage.ended()
+        outage.failed("refused", 61.0)
+        outage.ended()
+        outage.ended()  # nothing failed since: nothing to say
+    said = [(record.levelname, record.getMessage()) for record in caplog.records]
+    assert said == [
+        ("WARNING", "Store down: refused"),
+        ("INFO", "Store down: over (0 more failures since the last line)"),
+        ("WARNING", "Store down: refused (58 more since the last line)"),
+        ("INFO", "Store down: over (0 more failures since the last line)"),
+    ]
