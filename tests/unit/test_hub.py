@@ -13,7 +13,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
 from starlette_ws.backends import Event
-from starlette_ws.hub import CATCHING_UP, CLOSED, CLOSING, HELD, OPEN, TOO_SLOW, Connection, Hub, opened, seal
+from starlette_ws.hub import CLOSED, CLOSING, OPEN, TOO_SLOW, Connection, Hub, opened, seal
 
 ANYIO = os.path.dirname(anyio.__file__) + os.sep
 
@@ -440,85 +440,3 @@ async def test_a_stop_cancelled_while_a_publish_hangs_still_disconnects_the_back
         broadcast.cancel()
         hanging.cancel()
         await asyncio.gather(broadcast, return_exceptions=True)
-
-
-def held(send: FakeSend, max_bytes: int = 1000) -> tuple[Connection, list[Connection]]:
-    gone: list[Connection] = []
-    return Connection(socket(send), max_bytes, gone.append, held=True), gone
-
-
-@pytest.mark.anyio
-async def test_a_held_connection_sends_nothing_until_released_then_first_then_what_it_keeps() -> None:
-    """Nothing here awaits, so nothing can hang: no time bound needed."""
-    send = FakeSend()
-    conn, _ = held(send)
-    assert conn.state is HELD
-    for text in ["live 3", "live 4", "live 5"]:
-        conn.send_nowait(message(text), len(text))
-    assert send.texts == [] and conn.queued_bytes == 18  # held, and counted against the bound
-    conn.release(["presence", "replay 3", "replay 4"], keep=lambda text: text not in ("live 3", "live 4"))
-    assert conn.state is OPEN and conn.queued_bytes == 0
-    assert send.texts == ["presence", "replay 3", "replay 4", "live 5"]
-    conn.send_text_nowait("live 6")
-    assert send.texts[-1] == "live 6"
-    conn.release(["again"], keep=lambda text: True)  # only a HELD connection is released
-    assert send.texts[-1] == "live 6"
-    assert not others()
-
-
-@pytest.mark.anyio
-async def test_a_held_connection_past_its_bound_is_closed_1013() -> None:
-    with anyio.fail_after(5):
-        send = FakeSend()
-        conn, gone = held(send, max_bytes=10)
-        conn.send_text_nowait("123456")
-        conn.send_text_nowait("123456")
-        assert conn.state is CLOSED and conn.closed_with == 1013 and gone == [conn]
-        conn.release(["presence"], keep=lambda text: True)
-        await settle()
-        assert send.texts == [] and send.closes == [(1013, TOO_SLOW)]
-        await conn.stop()
-
-
-@pytest.mark.anyio
-async def test_closing_a_held_connection_drops_what_it_holds() -> None:
-    with anyio.fail_after(5):
-        send = FakeSend()
-        conn, _ = held(send)
-        conn.send_text_nowait("held")
-        conn.close_after_queue(1000, "bye")
-        await settle()
-        assert send.texts == [] and send.closes == [(1000, "bye")] and conn.state is CLOSED
-
-
-@pytest.mark.anyio
-async def test_a_hub_delivers_to_a_held_member_on_release_in_order_with_the_others() -> None:
-    with anyio.fail_after(5):
-        backend = FakeBackend()
-        hub, (member,), (member_send,) = await started_hub(backend, 1)
-        late_send = FakeSend()
-        late = await hub.join("chat", socket(late_send), held=True)
-        for n, text in enumerate(["1", "2", "3"]):
-            await hub.publish("chat", text)
-            backend.deliver(n)
-        await settle()
-        assert member_send.texts == ["1", "2", "3"] and late_send.texts == []
-        late.release(["0", "1"], keep=lambda text: text not in ("0", "1"))
-        assert late_send.texts == ["0", "1", "2", "3"]
-        assert len(hub) == 2 and member.state is OPEN
-        await hub.stop()
-
-
-def test_a_released_connection_drops_late_deliveries_the_replay_had_until_one_is_new() -> None:
-    """A delivery still on its way at the release (published before the history was read) is
-    dropped when it comes: it went out in `first`. Nothing here awaits: no time bound needed."""
-    send = FakeSend()
-    conn, _ = held(send)
-    conn.release(["replay 1", "replay 2"], keep=lambda text: text not in ("live 1", "live 2"))
-    assert conn.state is CATCHING_UP and send.texts == ["replay 1", "replay 2"]
-    conn.send_nowait(message("live 2"), 6)  # late: dropped
-    assert conn.state is CATCHING_UP
-    conn.send_nowait(message("live 3"), 6)
-    assert conn.state is OPEN
-    conn.send_nowait(message("live 1"), 6)  # OPEN: the filter no longer applies
-    assert send.texts == ["replay 1", "replay 2", "live 3", "live 1"]
