@@ -33,8 +33,8 @@ async def raw(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-async def store(url: str, prefix: str, history: int = 100, seconds: float = 300.0, **options: float) -> RedisStore:
-    created = RedisStore(url, prefix, history, seconds, **options)
+async def store(url: str, prefix: str, history: int = 100, seconds: float = 300.0, timeout: float = 2.0) -> RedisStore:
+    created = RedisStore(url, prefix, history, seconds, timeout=timeout)
     await created.connect()
     return created
 
@@ -75,7 +75,7 @@ async def test_two_processes_publish_in_offset_order(redis_url: str, raw: Redis,
                 if message is not None:
                     heard.append(message["data"])
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
             await first.disconnect()
             await second.disconnect()
     unpacked = [unpack(text) for text in heard]
