@@ -5,6 +5,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
@@ -33,8 +34,8 @@ async def raw(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-async def store(url: str, prefix: str, history: int = 100, seconds: float = 300.0, timeout: float = 2.0) -> RedisStore:
-    created = RedisStore(url, prefix, history, seconds, timeout=timeout)
+async def store(url: str, prefix: str, history: int = 100, seconds: float = 300.0, **options: Any) -> RedisStore:
+    created = RedisStore(url, prefix, history, seconds, **options)
     await created.connect()
     return created
 
