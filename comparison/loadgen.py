@@ -57,6 +57,7 @@ HOLD_LIMIT = 300.0  # a receiver process never lives longer than this
 QUIET_WINDOW = 0.3  # seconds; see quiet()
 QUIET_SHARE = 0.05
 QUIET_LIMIT = 60.0
+ARRIVAL_LIMIT = 30.0  # seconds a room's sender waits to hear its own arrival; see own_arrival()
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -291,11 +292,13 @@ def sender_line(payload: bytes, room: str | None) -> bytes | None:
 
 
 async def receive_broadcasts(
-    ws: RawWebSocket, expected: int, latencies: list[int], last: list[int], room: str | None
+    ws: RawWebSocket, expected: int, latencies: list[int], last: list[int], room: str | None, since_ns: int = 0
 ) -> None:
     """Latency of every measured broadcast from the sender, until ``expected`` arrived.
 
-    The sender's lines are ``{sequence} {time_ns}``; negative sequences are the warm-up.
+    The sender's lines are ``{sequence} {time_ns}``; negative sequences are the warm-up. Lines
+    stamped before ``since_ns`` are an earlier run's, which a room sends a newcomer first (its
+    recent messages): not counted.
     """
     seen = 0
     while seen < expected + WARM_MESSAGES:
@@ -304,6 +307,8 @@ async def receive_broadcasts(
         if line is not None:
             now = time.time_ns()
             sequence, stamp = line.split(b" ")
+            if int(stamp) < since_ns:
+                continue
             seen += 1
             if int(sequence) >= 0:
                 latencies.append(now - int(stamp))
@@ -322,11 +327,14 @@ async def receivers_async(
     """
     ready, results = queues
     finish, release = events
+    since_ns = time.time_ns()
     connections, failed = await open_many([base_url + chat_path(i, room) for i in ids], open_raw)
     ready.put((len(connections), failed))
     latencies: list[int] = []
     last = [0]
-    tasks = [asyncio.create_task(receive_broadcasts(ws, expected, latencies, last, room)) for ws in connections]
+    tasks = [
+        asyncio.create_task(receive_broadcasts(ws, expected, latencies, last, room, since_ns)) for ws in connections
+    ]
     deadline = time.monotonic() + HOLD_LIMIT
     while not finish.is_set() and time.monotonic() < deadline:
         if all(task.done() for task in tasks):
@@ -367,6 +375,24 @@ async def quiet(server_pid: int, limit: float = QUIET_LIMIT) -> None:
             return
 
 
+async def own_arrival(ws: ClientConnection, limit: float = ARRIVAL_LIMIT) -> None:
+    """In a room, wait (at most ``limit`` s) until the sender hears its own arrival: its ``join``,
+    or past the room's ``ROOM_PRESENCE_RATE`` a member list with it after the one every connection
+    starts with. It came last: the receivers' joins were published before it."""
+    first = True
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(limit):
+            async for message in ws:
+                entry = json.loads(message)
+                kind = entry.get("type")
+                if kind == "join" and entry.get("client_id") == SENDER_ID:
+                    return
+                if kind == "presence":
+                    if not first and SENDER_ID in entry.get("members", ()):
+                        return
+                    first = False
+
+
 async def send_lines(
     base_url: str,
     messages: int,
@@ -384,9 +410,11 @@ async def send_lines(
     time has been read: a sender that left earlier would have its last lines dropped, and its
     departure counted. Returns the send time of the first measured line, the server's CPU seconds
     from just before it to then, and what ``collect`` returned. ``settle``: the burst waits for
-    the server to be ``quiet`` first.
+    the server to be ``quiet`` first, and in a room for the sender's own arrival (``own_arrival``).
     """
     async with open_ws(base_url + chat_path(SENDER_ID, room)) as ws:
+        if room is not None and settle:
+            await own_arrival(ws)
         reader = asyncio.create_task(drain(ws))
         first_ns = 0
         cpu_before = math.nan
@@ -584,7 +612,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=60, help="broadcast: messages")
     parser.add_argument("--rate", type=float, default=20.0, help="broadcast: messages/s (0: unpaced)")
     parser.add_argument("--stalled", type=int, default=0, help="broadcast: clients that never read")
-    parser.add_argument("--room", default=None, help="broadcast: in this room instead of the chat")
+    parser.add_argument(
+        "--room",
+        default=None,
+        help="broadcast: in this room instead of the chat (the server must take that many room connects from "
+        "one address: raise its ROOM_ADDRESS_RATE and ROOM_ADDRESS_BURST)",
+    )
     parser.add_argument("--processes", type=int, default=0, help="broadcast, rss: processes")
     parser.add_argument("--pid", type=int, default=0, help="the server's PID (rss: required)")
     parser.add_argument("--counts", default="1000,5000", help="rss: connection totals")

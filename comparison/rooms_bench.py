@@ -8,14 +8,18 @@ Run from the repository root (``make bench`` runs it after ``comparison.hub_benc
    back to back (inside the flood burst), once in the tutorial's chat (``/ws/{id}``) and once in
    one room (``/rooms/bench/ws/{id}``), each on a fresh ``starlette_ws.app:app`` on ``memory://``.
    The server is pinned to the first CPU, the load generator to the others; the measured burst
-   waits until the room's join announcements are over (``loadgen.quiet``, for both). Rounds
+   waits until the sender has heard its own arrival in the room, the last of the joins (past
+   ``ROOM_PRESENCE_RATE`` they coalesce into member lists), and until the server is quiet
+   (``loadgen.quiet``, for both). The servers take room connections at any rate
+   (``UNLIMITED_CONNECTS``): 1,000 from one address would pass ``ROOM_ADDRESS_BURST``. Rounds
    alternate which goes first. Figures: deliveries/s, delivery latency, server CPU per delivery;
    the ratio room / chat.
 2. **recovery**: one server per engine (``memory://``, Redis, PostgreSQL; the engines started
    here on free loopback ports), ``ROOM_HISTORY=200``. Each round, in a room of its own: a client
-   joins, notes its join's offset and epoch, and leaves; another says 100 lines; the first comes
-   back with ``?since=<offset>&epoch=<epoch>``. Measured: the time from opening the connection to
-   the last of the 100 lines replayed (every one checked: once, in order, no gap), and, in the
+   joins, says one line, notes its offset and epoch, and leaves; another says 100 lines; the
+   first comes back with ``?since=<offset>&epoch=<epoch>``. Measured: the time from opening the
+   connection to the last of the 100 missed messages replayed (every one checked: once, in
+   order, no gap; joins and leaves are live only, never replayed), and, in the
    same round, a plain connect to the same room up to its presence message. Rounds alternate
    the engines and which of the two goes first. Figures: medians, and recovery / plain connect.
 
@@ -55,6 +59,14 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 8.0
 READ_TIMEOUT = 10.0  # seconds any one awaited message may take
 HISTORY = 200  # ROOM_HISTORY for the recovery servers: the missed lines and the entries around them
+# The rooms' connect rates, per client id and per address, out of the way: every client here
+# comes from 127.0.0.1, and the recovery rounds reconnect the same client ids again and again.
+UNLIMITED_CONNECTS = {
+    "ROOM_CONNECT_RATE": "1000000",
+    "ROOM_CONNECT_BURST": "1000000",
+    "ROOM_ADDRESS_RATE": "1000000",
+    "ROOM_ADDRESS_BURST": "1000000",
+}
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,7 @@ def fanout_once(where: str, workload: Workload, logs: Path) -> dict[str, Any]:
     room = ROOM_NAME if where == ROOM else None
     server = UvicornServer(
         APP,
-        env={"BROADCAST_URL": "memory://", "METRICS": "true"},
+        env={"BROADCAST_URL": "memory://", "METRICS": "true", **UNLIMITED_CONNECTS},
         cpus=server_cpus,
         log_level="warning",
         log_path=logs / f"rooms-fanout-{where}.log",
@@ -143,8 +155,8 @@ async def plain_connect(url: str) -> float:
 
 
 async def recover(url: str, since: int, epoch: str, last: int, missed: int) -> float:
-    """Seconds from opening a connection with `since` to the last missed line, checking every
-    line arrives once, in order, with no gap."""
+    """Seconds from opening a connection with `since` to the last missed message, checking every
+    one arrives once, in order, with no gap (a join or a leave has no offset: live only)."""
     started = time.perf_counter()
     lines = []
     async with open_ws(f"{url}?since={since}&epoch={epoch}") as ws:
@@ -164,14 +176,15 @@ async def recover(url: str, since: int, epoch: str, last: int, missed: int) -> f
 
 async def recovery_round(base_url: str, room: str, missed: int, plain_first: bool) -> Figures:
     away, talker, newcomer = (f"{base_url}/rooms/{room}/ws/{i}" for i in (2, 1, 3))
-    async with open_ws(away) as ws:
-        joined = await until(ws, type="join", client_id=2)
+    async with open_ws(away) as ws:  # its last message seen: its own
+        await ws.send("seen")
+        seen = await until(ws, type="message", client_id=2, text="seen")
     async with open_ws(talker) as ws:
         for i in range(missed):
             await ws.send(f"line {i}")
         last = (await until(ws, type="message", text=f"line {missed - 1}"))["offset"]
         plain = await plain_connect(newcomer) if plain_first else 0.0
-        recovered = await recover(away, joined["offset"], joined["epoch"], last, missed)
+        recovered = await recover(away, seen["offset"], seen["epoch"], last, missed)
         if not plain_first:
             plain = await plain_connect(newcomer)
     return {"recover_ms": recovered * 1e3, "connect_ms": plain * 1e3, "recover_per_connect": recovered / plain}
@@ -186,7 +199,7 @@ def recovery_rounds(urls: dict[str, str], workload: Workload, logs: Path) -> lis
         for engine, url in urls.items():
             server = UvicornServer(
                 APP,
-                env={"BROADCAST_URL": url, "ROOM_HISTORY": str(HISTORY)},
+                env={"BROADCAST_URL": url, "ROOM_HISTORY": str(HISTORY), **UNLIMITED_CONNECTS},
                 cpus=server_cpus,
                 log_level="warning",
                 log_path=logs / f"rooms-recovery-{engine}.log",

@@ -73,6 +73,7 @@ class Rooms:
         self.streams: dict[str, RoomStream] = {}  # by channel
         self._announcing: dict[str, TokenBucket] = {}  # by room: presence changes it may still announce
         self._coalescing: dict[str, asyncio.Task[None]] = {}  # by room: a member list about to go out
+        self._again: set[str] = set()  # rooms that changed while their member list was being read
         self._tasks: list[asyncio.Task[None]] = []
         self._setting_up = asyncio.Semaphore(options.connects_at_once)
 
@@ -139,22 +140,30 @@ class Rooms:
         bucket = self._announcing.get(room)
         if bucket is None and channel in self.streams:  # no stream: its last member here has left
             bucket = self._announcing[room] = TokenBucket(self.options.presence_rate, self.options.presence_burst)
-        if bucket is None or bucket.take():
+        if room in self._coalescing:  # a list is on its way: this change goes in it, or in the next one
+            self._again.add(room)
+        elif bucket is None or bucket.take():
             await self.hub.publish(channel, compact(change))
-        elif room not in self._coalescing:
+        else:
             task = asyncio.get_running_loop().create_task(self._members_later(room, channel))
             self._coalescing[room] = task
 
     async def _members_later(self, room: str, channel: str) -> None:
         try:
-            await asyncio.sleep(1 / self.options.presence_rate)
-            members = await self.store.members(room)
-            await self.hub.publish(channel, compact({"type": "presence", "room": room, "members": members_of(members)}))
+            again = True
+            while again:  # a change that came once the list was read needs another list
+                await asyncio.sleep(1 / self.options.presence_rate)
+                self._again.discard(room)
+                members = await self.store.members(room)
+                change = {"type": "presence", "room": room, "members": members_of(members)}
+                await self.hub.publish(channel, compact(change))
+                again = room in self._again
         except (HistoryError, BackendError) as exc:
             metrics.ROOM_STORE_ERRORS.labels(operation="members").inc()
             logger.warning("Room %r: member list not announced: %s", room, exc)
         finally:
             self._coalescing.pop(room, None)
+            self._again.discard(room)
 
     async def _beat(self) -> None:
         """Every ttl / 3, refresh this loop's members; in an outage one line says so (not one

@@ -224,9 +224,9 @@ def session_json(ws: Session) -> dict[str, Any]:
     return value
 
 
-def session_until(ws: Session, kind: str) -> dict[str, Any]:
-    """`until` for a TestClient session: the next JSON message of type `kind`."""
+def session_until(ws: Session, kind: str, **match: Any) -> dict[str, Any]:
+    """`until` for a TestClient session: the next JSON message of type `kind` whose fields match."""
     while True:
         message = session_json(ws)
-        if message["type"] == kind:
+        if message["type"] == kind and all(message.get(key) == value for key, value in match.items()):
             return message

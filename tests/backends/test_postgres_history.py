@@ -13,7 +13,7 @@ import pytest
 
 from starlette_ws.backends import MessageTooLarge
 from starlette_ws.backends.postgres import MAX_PAYLOAD
-from starlette_ws.history import HistoryError, payload, room_channel
+from starlette_ws.history import HistoryError, Position, pack, payload, room_channel, unpack
 from starlette_ws.history.base import HistoryUncertain
 from starlette_ws.history.postgres import PostgresStore
 
@@ -80,7 +80,10 @@ async def test_concurrent_appends_from_two_stores_arrive_in_offset_order(
             # Four writers on two stores (two processes' worth of pools), all at once.
             results = await asyncio.gather(talk(store, "a"), talk(other, "b"), talk(store, "c"), talk(other, "d"))
             assert sorted(o for offsets in results for o in offsets) == list(range(1, 161))
-            payloads = [await received.get() for _ in range(160)]
+            unpacked = [unpack(await received.get()) for _ in range(160)]
+            epoch = (await store.replay("busy", None, None)).epoch
+            assert [position for position, _ in unpacked] == [Position(n, epoch) for n in range(1, 161)]
+            payloads = [text for _, text in unpacked]
             assert [json.loads(p)["offset"] for p in payloads] == list(range(1, 161))
             replay = await store.replay("busy", None, None)
             assert [e.payload for e in replay.entries] == payloads[-100:]  # kept: the last 100 heard
@@ -199,18 +202,19 @@ async def test_epoch_changes_when_the_tables_are_dropped(postgres_url: str, pref
 
 async def test_presence_expires(store: PostgresStore) -> None:
     with anyio.fail_after(10):
-        await store.present("r", "m1", "alice", 0.5)
-        await store.present("r", "m2", "bob", 30)
-        await store.present("r", "m3", "alice", 30)  # a second tab: listed once
-        await store.present("s", "m4", "carol", 0.5)
+        assert await store.present("r", "m1", "alice", 0.5)  # arrived
+        assert await store.present("r", "m2", "bob", 30)
+        assert not await store.present("r", "m3", "alice", 30)  # a second tab: listed once
+        assert await store.present("s", "m4", "carol", 0.5)
         assert await store.members("r") == ["alice", "bob"]
         assert await store.rooms() == {"r": ["alice", "bob"], "s": ["carol"]}
-        await store.absent("r", "m3")
+        assert not await store.absent("r", "m3")  # alice's first tab is still there
+        assert not await store.absent("r", "m3")  # not there any more
         await asyncio.sleep(0.7)
         assert await store.members("r") == ["bob"]  # m1 expired: alice has gone
         assert await store.members("s") == []
         assert await store.rooms() == {"r": ["bob"]}
-        await store.present("r", "m2", "bob", 0.3)  # a refresh sets a new deadline
+        assert await store.present("r", "m2", "bob", 0.3)  # a refresh sets a new deadline; bob's only member
         assert await store.members("r") == ["bob"]
         await asyncio.sleep(0.5)
         assert await store.rooms() == {}
@@ -247,7 +251,8 @@ async def test_prefixes_keep_deployments_apart(postgres_url: str, store: Postgre
             assert await store.rooms() == {"r": ["alice"]}
             assert await other.members("r") == ["bob"]
             await listener.execute("SELECT 1")  # notifications committed before this have arrived
-            assert heard == [entry.payload for entry in mine]
+            assert heard == [pack(entry.offset, entry.epoch, entry.payload) for entry in mine]
+            assert [unpack(text) for text in heard] == [(entry.position, entry.payload) for entry in mine]
     finally:
         await listener.close()
         await other.disconnect()

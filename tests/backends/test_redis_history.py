@@ -5,13 +5,14 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
 from redis.asyncio import Redis
 
 from harness.services import RedisServer
-from starlette_ws.history.base import HistoryError, HistoryUncertain, payload, room_channel
+from starlette_ws.history.base import HistoryError, HistoryUncertain, Position, payload, room_channel, unpack
 from starlette_ws.history.redis import RedisStore
 from tests.backends.support import paused
 
@@ -33,7 +34,7 @@ async def raw(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-async def store(url: str, prefix: str, history: int = 100, seconds: float = 300.0, **options: float) -> RedisStore:
+async def store(url: str, prefix: str, history: int = 100, seconds: float = 300.0, **options: Any) -> RedisStore:
     created = RedisStore(url, prefix, history, seconds, **options)
     await created.connect()
     return created
@@ -75,11 +76,14 @@ async def test_two_processes_publish_in_offset_order(redis_url: str, raw: Redis,
                 if message is not None:
                     heard.append(message["data"])
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
             await first.disconnect()
             await second.disconnect()
-    assert [json.loads(text)["offset"] for text in heard] == list(range(1, 121))
-    assert sorted(heard) == sorted(entry.payload for entry in entries)
+    unpacked = [unpack(text) for text in heard]
+    epoch = entries[0].epoch
+    assert [position for position, _ in unpacked] == [Position(n, epoch) for n in range(1, 121)]
+    assert [json.loads(text)["offset"] for _, text in unpacked] == list(range(1, 121))
+    assert sorted(text for _, text in unpacked) == sorted(entry.payload for entry in entries)
 
 
 @pytest.mark.anyio
@@ -164,10 +168,10 @@ async def test_presence_expires_and_rooms(redis_url: str, raw: Redis, prefix: st
     with anyio.fail_after(10):
         rooms = await store(redis_url, prefix)
         try:
-            await rooms.present("r", "m1", "alice", 0.3)
-            await rooms.present("r", "m2", "bob", 5)
-            await rooms.present("r", "m3", "bob", 5)
-            await rooms.present("s", "m4", "carol", 0.3)
+            assert await rooms.present("r", "m1", "alice", 0.3)  # arrived
+            assert await rooms.present("r", "m2", "bob", 5)
+            assert not await rooms.present("r", "m3", "bob", 5)  # bob's second tab: already here
+            assert await rooms.present("s", "m4", "carol", 0.3)
             assert await rooms.members("r") == ["alice", "bob"]
             assert await rooms.rooms() == {"r": ["alice", "bob"], "s": ["carol"]}
             assert 0 < await raw.pttl(f"{prefix}presence:r") <= 5000
@@ -177,10 +181,12 @@ async def test_presence_expires_and_rooms(redis_url: str, raw: Redis, prefix: st
             assert await rooms.members("r") == ["bob"]
             assert await rooms.members("s") == []
             assert await rooms.rooms() == {"r": ["bob"]}
-            await rooms.absent("r", "m2")
+            assert not await rooms.absent("r", "m2")  # bob is still here (m3)
             assert await rooms.members("r") == ["bob"]
-            await rooms.present("r", "m3", "bob", 0.2)  # a refresh may shorten, too
-            await rooms.absent("r", "m3")
+            # a refresh may shorten, too; m3 is bob's only member now: "no other member had it"
+            assert await rooms.present("r", "m3", "bob", 0.2)
+            assert await rooms.absent("r", "m3")  # bob's last connection: bob left
+            assert not await rooms.absent("r", "m3")  # not there any more
             assert await rooms.members("r") == []
             assert await rooms.rooms() == {}
             assert await raw.keys(f"{prefix}*") == []

@@ -95,15 +95,21 @@ def test_under_uvicorn_the_server_exits_and_logs_the_cause(postgres_url: str, da
 
 
 def test_the_first_room_connection_uses_the_store_the_lifespan_connected(postgres_url: str, database: str) -> None:
+    """The room connection opens no store of its own: the only session it adds is the hub's
+    NOTIFY connection, for its `join` (presence changes are broadcasts, not history)."""
     url = url_for(postgres_url, "postgres", database)
     tables = "SELECT to_regclass('starlette_ws_entries') IS NOT NULL"
-    with TestClient(create_app(Settings(broadcast_url=url))) as client:
+    app = create_app(Settings(broadcast_url=url, room_check_seconds=60.0))  # no position check meanwhile
+    with TestClient(app) as client:
         assert sql(url, tables)[0][0]  # created at start-up, before any room connection
-        before = sessions(postgres_url, database=database)
+        assert client.portal is not None
+        store = client.portal.call(app.state.hubs.store)
+        before = sessions(postgres_url, database=database)  # the hub's LISTEN, the store's one
         with client.websocket_connect("/rooms/lobby/ws/1") as one:
             assert receive(one) == {"type": "presence", "room": "lobby", "members": [1]}
             until(one, "join")
             one.send_text("hello")
             assert until(one, "message")["text"] == "hello"
             during = sessions(postgres_url, database=database)
-    assert during == before  # no new pool, no new connection: the store's one is reused
+        assert client.portal.call(app.state.hubs.store) is store
+    assert during == before + 1  # no new pool: the store's connection is reused; + the hub's NOTIFY

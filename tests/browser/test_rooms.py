@@ -1,9 +1,11 @@
 """Two pages in a room: one goes offline while the other talks, comes back and shows every
-message once, in order; the member list follows joins and leaves."""
+message once, in order; the member list follows joins, leaves and member lists; a page that
+comes in shows the recent messages, and one the store did not keep shows as an error."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tests.browser import ui
@@ -27,7 +29,7 @@ def wait_members(page: Page, expected: list[int]) -> None:
 
 
 def said(page: Page) -> list[str]:
-    return [text for text in ui.messages(page) if ": " in text]
+    return page.locator('#messages li[data-type="message"]').all_text_contents()
 
 
 def test_a_page_that_was_offline_shows_every_message_once_in_order(
@@ -60,8 +62,11 @@ def test_a_page_that_was_offline_shows_every_message_once_in_order(
         ui.wait_status(away, "open", timeout=15_000)
         ui.wait_message(away, f"Client #{here_id}: line 9", timeout=10_000)
         assert said(away) == [f"Client #{here_id}: {text}" for text in ["before", *lines]]
-        offsets = away.locator("#messages li").evaluate_all("items => items.map(item => Number(item.dataset.offset))")
-        assert offsets == sorted(set(offsets))  # each entry once, in order
+        offsets = away.locator('#messages li[data-type="message"]').evaluate_all(
+            "items => items.map(item => Number(item.dataset.offset))"
+        )
+        assert offsets == list(range(offsets[0], offsets[0] + 11))  # each message once, in order
+        assert "could not be recovered" not in " ".join(ui.messages(away))  # no gap
 
         here.close()  # the leave shows on the other page's list
         wait_members(away, [away_id])
@@ -69,3 +74,36 @@ def test_a_page_that_was_offline_shows_every_message_once_in_order(
     finally:
         quiet.close()
         talker.close()
+
+
+def test_a_page_shows_the_recent_messages_errors_and_the_member_lists_it_is_sent(
+    open_page: Callable[[str], Page],
+) -> None:
+    first = open_page("/rooms/browser-recent")
+    first_id = ui.chat_id(first)
+    ui.wait_status(first, "open")
+    ui.send(first, "said earlier")
+    ui.wait_message(first, f"Client #{first_id}: said earlier")
+
+    later = open_page("/rooms/browser-recent")  # no `since`: the newest kept messages first
+    later_id = ui.chat_id(later)
+    ui.wait_message(later, f"Client #{first_id}: said earlier")
+    wait_members(later, sorted([first_id, later_id]))
+    ui.wait_message(first, f"Client #{later_id} joined")
+
+    # What the server sends when the store did not keep a line, or when arrivals come too fast
+    # to announce one by one, as if it had arrived on the socket.
+    reason = "Room store not available: try again later"
+    for sent in ("false", "null"):
+        later.evaluate(
+            f"""onRoomMessage(JSON.stringify({{type: "error", room: "browser-recent", text: "lost <b>?</b>",
+            sent: {sent}, reason: "{reason}"}}))"""
+        )
+    errors = later.locator('#messages li[data-type="error"]').all_text_contents()
+    assert errors == [
+        f"(“lost <b>?</b>” was not sent: {reason})",
+        f"(“lost <b>?</b>” may not have been sent: {reason})",
+    ]
+    later.evaluate('onRoomMessage(JSON.stringify({type: "presence", room: "browser-recent", members: [9, 3, 9]}))')
+    wait_members(later, [3, 9])
+    assert said(later) == [f"Client #{first_id}: said earlier"]
