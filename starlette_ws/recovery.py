@@ -84,6 +84,7 @@ class RoomStream:
         self.members: dict[Connection, Member] = {}
         self._reads: dict[Position, list[Member]] = {}  # members waiting for the store, by the position they read from
         self._tasks: set[asyncio.Task[None]] = set()
+        self._last: Position | None = None  # the latest entry delivered here
 
     def add(self, connection: Connection) -> Member:
         """A new member, held until `release`."""
@@ -105,15 +106,14 @@ class RoomStream:
             payload = opened(payload)[1]
         message: Message = {"type": "websocket.send", "text": payload}
         size = len(payload.encode())
+        last, follows = self._last, False
+        if position is not None:
+            # The fan-out's own path: a member that holds nothing and was sent the very entry this
+            # one follows (the same object, so one identity check per member) is sent it inline.
+            follows = last is not None and position.offset == last.offset + 1 and position.epoch == last.epoch
+            self._last = position
         for member in list(self.members.values()):
-            current = member.position
-            if (  # the next entry of a member that holds nothing: the fan-out's own path
-                member.held is None
-                and position is not None
-                and current is not None
-                and position.offset == current.offset + 1
-                and position.epoch == current.epoch
-            ):
+            if follows and member.position is last and member.held is None:
                 member.position = position
                 member.connection.send_nowait(message, size)
             else:
