@@ -20,7 +20,7 @@ INSTALLED := $(VENV)/.installed
 
 export BROADCAST_URL MAX_MESSAGE_BYTES
 
-.PHONY: install system-deps run test lint format bench compare fuzz screenshots clean
+.PHONY: install system-deps run token test lint format bench compare fuzz screenshots clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,16 @@ run: export ALLOWED_HOSTS ?= $(HOST),localhost,127.0.0.1,[::1]
 # With several workers each writes its metrics to files in one directory, emptied at each start
 # (PROMETHEUS_MULTIPROC_DIR if set, else one per port under .venv), and a scrape of /metrics
 # answered by any worker sums them all (prometheus_client's multiprocess mode).
+# A room token signed with ROOMS_TOKEN_SECRET, and the room page's URL with it:
+# make token SUB=42 ROOMS='team-*' ROOM=team-a (ROOMS: a pattern the token may join and send in).
+SUB ?= 1
+ROOMS ?= *
+ROOM ?= lobby
+TTL ?= 3600
+token: install
+	@token=$$($(BIN)/python -m starlette_ws token --sub "$(SUB)" --rooms '$(ROOMS)' --ttl "$(TTL)") && \
+		echo "$$token" && echo "http://$(HOST):$(PORT)/rooms/$(ROOM)?token=$$token"
+
 run: install
 	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	limit="$(LIMIT_CONCURRENCY)"; [ -n "$$limit" ] || limit=$$(( $$(ulimit -n) - $(FD_RESERVE) )); \
@@ -75,6 +85,7 @@ bench: install system-deps
 	$(BIN)/python -m comparison.bench $(BENCH_ARGS)
 	$(BIN)/python -m comparison.hub_bench $(HUB_BENCH_ARGS)
 	$(BIN)/python -m comparison.rooms_bench $(ROOMS_BENCH_ARGS)
+	$(BIN)/python -m comparison.token_bench $(TOKEN_BENCH_ARGS)
 	$(BIN)/python -m comparison.idle_bench $(IDLE_BENCH_ARGS)
 	$(BIN)/python -m comparison.startup_bench $(STARTUP_BENCH_ARGS)
 
@@ -87,7 +98,7 @@ compare: bench
 
 FUZZ_EXAMPLES ?= 2000
 fuzz: install
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/parity/test_differential.py tests/test_fuzz_testclient.py
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/parity/test_differential.py tests/test_fuzz_testclient.py tests/test_tokens_fuzz.py
 
 screenshots: install system-deps
 	$(BIN)/python scripts/screenshots.py

@@ -10,16 +10,17 @@ from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 from starlette.templating import Jinja2Templates
 
-from starlette_ws import logs, metrics, pages
+from starlette_ws import api, logs, metrics, pages
 from starlette_ws.chat import ChatEndpoint
 from starlette_ws.echo import EchoEndpoint
 from starlette_ws.health import health
 from starlette_ws.hosts import TrustedHosts
 from starlette_ws.hubs import Hubs, RoomOptions
 from starlette_ws.items import ItemsEndpoint
-from starlette_ws.ratelimit import ConnectGate
+from starlette_ws.ratelimit import ConnectGate, SharedBuckets
 from starlette_ws.rooms import RoomEndpoint, presence, room_page, rooms_page
 from starlette_ws.settings import Settings
+from starlette_ws.tokens import Tokens
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     outside `with`) the first chat or room connection starts what it needs.
     """
     settings = settings or Settings.from_environ()
+    verifier = settings.verifier  # a token setting that cannot work fails here, not at the first connection
     templates = Jinja2Templates(directory=settings.templates_dir or pages.package_templates())
     templates.env.globals.update(ITEM_ID=pages.ITEM_ID, CLIENT_ID=pages.CLIENT_ID)
     hubs = Hubs(
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/rooms/{room}", room_page, name="room_page"),
         Route("/rooms/{room}/presence", presence, name="room_presence"),
         WebSocketRoute("/rooms/{room}/ws/{client_id}", RoomEndpoint, name="room_ws"),
+        *api.routes(),
     ]
     if settings.metrics:
         routes.append(Route("/metrics", metrics.scrape, name="metrics"))
@@ -90,6 +93,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.templates = templates
     app.state.hubs = hubs
+    app.state.tokens = None if verifier is None else Tokens(verifier)
+    app.state.room_buckets = SharedBuckets(settings.chat_rate_per_second, settings.chat_rate_burst)
     app.state.room_gates = (
         ConnectGate(settings.room_address_rate, settings.room_address_burst),
         ConnectGate(settings.room_connect_rate, settings.room_connect_burst),

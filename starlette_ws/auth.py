@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -39,3 +40,21 @@ def origin_errors(
     if ok:
         return []
     return [{"type": "origin", "loc": ["header", "origin"], "msg": f"Origin not allowed: {origin}", "input": origin}]
+
+
+def api_key_errors(authorization: str | None, keys: Sequence[str]) -> list[Error]:
+    """Why an `Authorization` header does not carry one of `keys` as a bearer key (nothing when it
+    does). Every key is compared, each in constant time, so the answer's timing says nothing."""
+    loc = ["header", "authorization"]
+    if authorization is None:
+        return [missing("header", "authorization", "An API key is required: Authorization: Bearer <key>")]
+    scheme, _, given = authorization.strip().partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or not given:
+        return [{"type": "api_key_malformed", "loc": loc, "msg": "Expected Authorization: Bearer <key>", "input": None}]
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(given.encode(), key.encode())
+    if found:
+        return []
+    return [{"type": "api_key_invalid", "loc": loc, "msg": "This API key is not valid", "input": None}]

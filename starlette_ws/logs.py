@@ -34,11 +34,12 @@ def _spelling(name: str) -> str:
     return "".join(char(c) for c in name)
 
 
-# A secret parameter is `?` or `&`, a key of bounded length that decodes to a secret name, `=`, and
-# a value up to the next `&` or whitespace, quotes and all: what Starlette's query parsing hands the
-# app as that parameter. Each start costs at most the key's length and a match's value is consumed
-# once, so a scan is linear in the text (no backtracking over attacker-controlled runs).
-_SECRET = re.compile(r"(?P<head>[?&](?:" + "|".join(_spelling(name) for name in SECRET_PARAMETERS) + r")=)[^&\s]*")
+# A secret parameter is `?`, `&` or `;` (which some proxies read as `&`), a key of bounded length
+# that decodes to a secret name, `=`, and a value up to the next `&` or whitespace, quotes and all:
+# what Starlette's query parsing hands the app as that parameter. Each start costs at most the
+# key's length and a match's value is consumed once, so a scan is linear in the text (no
+# backtracking over attacker-controlled runs).
+_SECRET = re.compile(r"(?P<head>[?&;](?:" + "|".join(_spelling(name) for name in SECRET_PARAMETERS) + r")=)[^&\s]*")
 
 # Under uvicorn's websockets-sansio implementation the websockets library logs each handshake a
 # second time, after uvicorn's own `"WebSocket /path" [accepted]` (or status) line.

@@ -116,6 +116,15 @@ ROOM_CONNECTS_REFUSED = Counter(
     "Room connections refused before they joined, per reason (rate, address, client_id, store).",
     ["reason"],
 )
+ROOM_TOKENS_EXPIRED = Counter(
+    "starlette_ws_room_tokens_expired",
+    "Room connections closed with 4001 at their token's exp.",
+)
+API_REQUESTS = Counter(
+    "starlette_ws_api_requests",
+    "Server API requests, per operation and HTTP status.",
+    ["operation", "status"],
+)
 
 
 class Inc(Protocol):

@@ -46,3 +46,30 @@ class ConnectGate:
         else:
             self._buckets.move_to_end(key)
         return bucket.take()
+
+
+class SharedBuckets:
+    """One `TokenBucket` per key for as long as something holds it: the connections of one client
+    id share one rate, however many it opens."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._held: dict[str, tuple[TokenBucket, int]] = {}
+
+    def acquire(self, key: str) -> TokenBucket:
+        bucket, holders = self._held.get(key) or (TokenBucket(self.rate, self.burst), 0)
+        self._held[key] = (bucket, holders + 1)
+        return bucket
+
+    def release(self, key: str) -> None:
+        bucket, holders = self._held.get(key) or (None, 0)
+        if bucket is None:
+            return
+        if holders > 1:
+            self._held[key] = (bucket, holders - 1)
+        else:
+            del self._held[key]
+
+    def __len__(self) -> int:
+        return len(self._held)

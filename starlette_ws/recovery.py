@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from starlette import status
@@ -36,6 +37,18 @@ from starlette_ws.history import HistoryError, Position, Replay, RoomStore, unpa
 from starlette_ws.hub import TOO_SLOW, Connection, opened
 
 logger = logging.getLogger("starlette_ws.recovery")
+
+CONTROL = "!"  # what starts a control message on a room's channel (entries start with `#`, presence with `{`)
+REMOVED = 4003
+
+
+def removal(client_id: int) -> str:
+    """The control message that closes every connection of `client_id` to a room, in every process."""
+    return f"{CONTROL}remove {client_id}"
+
+
+CHECK = f"{CONTROL}check"  # the control message that has every member's position checked now
+
 
 Item = tuple[Position | None, Message, int]  # what a held member keeps: position (None: presence), message, size
 
@@ -66,13 +79,15 @@ def recent(replay: Replay, budget: int) -> list[str]:
 class Member:
     """One connection in a room: the last position it was sent, and what it holds meanwhile."""
 
-    __slots__ = ("connection", "held", "held_bytes", "position")
+    __slots__ = ("client_id", "connection", "held", "held_bytes", "position", "removed")
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, client_id: int | None = None) -> None:
         self.connection = connection
+        self.client_id = client_id
         self.position: Position | None = None  # None until released: the endpoint is sending it its first messages
         self.held: list[Item] | None = []  # a list while it waits for what comes before these
         self.held_bytes = 0
+        self.removed: str | None = None  # removed while joining: closed, with this reason, once released
 
 
 class RoomStream:
@@ -86,10 +101,20 @@ class RoomStream:
         self._tasks: set[asyncio.Task[None]] = set()
         self._last: Position | None = None  # the latest entry delivered here
 
-    def add(self, connection: Connection) -> Member:
+    def add(self, connection: Connection, client_id: int | None = None) -> Member:
         """A new member, held until `release`."""
-        member = self.members[connection] = Member(connection)
+        member = self.members[connection] = Member(connection, client_id)
         return member
+
+    def remove(self, client_id: int, reason: str) -> None:
+        """Close every connection of `client_id` here with 4003 (the server API removed it)."""
+        for member in list(self.members.values()):
+            if member.client_id != client_id:
+                continue
+            if member.position is None:  # still joining (not accepted yet): closed once released
+                member.removed = reason
+            else:
+                member.connection.close_now(REMOVED, reason)
 
     def discard(self, connection: Connection) -> None:
         self.members.pop(connection, None)
@@ -97,6 +122,9 @@ class RoomStream:
     def release(self, member: Member, position: Position) -> None:
         """The endpoint has sent `member` everything up to `position`: from here on, the stream does."""
         member.position = position
+        if member.removed is not None:
+            member.connection.close_now(REMOVED, member.removed)
+            return
         self._flush(member)
 
     def deliver(self, text: str) -> None:
@@ -104,6 +132,9 @@ class RoomStream:
         position, payload = unpack(text)
         if position is None:
             payload = opened(payload)[1]
+            if payload.startswith(CONTROL):
+                self._control(payload)
+                return
         message: Message = {"type": "websocket.send", "text": payload}
         size = len(payload.encode())
         last, follows = self._last, False
@@ -118,6 +149,14 @@ class RoomStream:
                 member.connection.send_nowait(message, size)
             else:
                 self._offer(member, (position, message, size))
+
+    def _control(self, text: str) -> None:
+        """An order for this room's members in every process, never sent to a client."""
+        command, _, argument = text[len(CONTROL) :].partition(" ")
+        if command == "remove" and argument.isdigit():
+            self.remove(int(argument), f"Removed from room {self.room!r} by the server")
+        elif command == "check":  # the history was reset: members learn it now, not at the next check
+            self._spawn(self.check())
 
     async def check(self) -> None:
         """Compare every released member's position with the store's top: behind it, or in
@@ -167,7 +206,10 @@ class RoomStream:
                 waiting.append(member)
             return
         self._reads[position] = [member]
-        task = asyncio.get_running_loop().create_task(self._fill(position))
+        self._spawn(self._fill(position))
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -11,10 +11,12 @@ are not history: they go to whoever is in the room now, once per client id.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette import status
@@ -23,14 +25,16 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.websockets import WebSocket
 
 from starlette_ws import metrics, pages, params
+from starlette_ws.auth import api_key_errors
 from starlette_ws.backends import BackendError, MessageTooLarge
 from starlette_ws.endpoint import settings_of
 from starlette_ws.history import HistoryError, HistoryUncertain, room_channel
 from starlette_ws.hubs import Busy, Rooms, members_of
 from starlette_ws.members import MemberEndpoint
 from starlette_ws.params import Error, InvalidValue
-from starlette_ws.ratelimit import ConnectGate
+from starlette_ws.ratelimit import ConnectGate, SharedBuckets
 from starlette_ws.recovery import Member, RoomStream, compact, gap, recent
+from starlette_ws.tokens import Identity, Tokens, for_room, refusal
 
 logger = logging.getLogger("starlette_ws.rooms")
 
@@ -38,12 +42,16 @@ ROOM = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 EPOCH = re.compile(r"[0-9a-f]{1,64}")
 CLIENT_ID = re.compile(r"0|[1-9][0-9]{0,18}")
 NOT_AVAILABLE = "Room store not available: try again later"
+EXPIRED = 4001
+EXPIRED_REASON = "Token expired: connect again with a new token"
 BUSY = "Too many room connections being set up: try again later"
 
 
 def parse_room(text: str) -> str:
-    if ROOM.fullmatch(text) is None:
-        raise InvalidValue("string_pattern_mismatch", "Room names are 1-64 characters of A-Z a-z 0-9 _ . -")
+    if ROOM.fullmatch(text) is None or text in (".", ".."):  # a browser takes those as path steps
+        raise InvalidValue(
+            "string_pattern_mismatch", "Room names are 1-64 characters of A-Z a-z 0-9 _ . - (not . or ..)"
+        )
     return text
 
 
@@ -81,10 +89,15 @@ class RoomEndpoint(MemberEndpoint):
         params.path("client_id", parse_client_id),
         params.query("since", parse_since),
         params.query("epoch", parse_epoch),
+        params.query("token"),
     )
     rooms: Rooms | None = None
     stream: RoomStream | None = None
     joined = False  # accepted: its departure is announced (its arrival was, unless another tab was there)
+    identity: Identity | None = None  # the token's, when rooms need one
+    read_only = False  # its token lets it read the room, not send in it
+    expiry: asyncio.TimerHandle | None = None
+    shared_bucket = False
 
     def admit(self, websocket: WebSocket, values: dict[str, Any]) -> list[Error]:
         self.room: str = values["room"]
@@ -92,7 +105,15 @@ class RoomEndpoint(MemberEndpoint):
         self.epoch: str | None = values["epoch"]
         self.member = uuid.uuid4().hex
         self.channel = room_channel(settings_of(websocket).channel_prefix, self.room)
-        return super().admit(websocket, values)
+        errors = super().admit(websocket, values)
+        tokens: Tokens | None = websocket.app.state.tokens
+        if tokens is not None:
+            self.identity, token_errors = tokens.identify(values["token"])
+            if self.identity is not None and self.room is not None and self.client_id is not None:
+                token_errors = for_room(self.identity, self.client_id, self.room)
+                self.read_only = not self.identity.may_send(self.room)
+            errors += token_errors
+        return errors
 
     def limit(self, websocket: WebSocket) -> list[Error]:
         by_address: ConnectGate
@@ -118,6 +139,8 @@ class RoomEndpoint(MemberEndpoint):
 
     async def on_connect(self, websocket: WebSocket) -> None:
         outage = self.hubs.room_outage
+        buckets: SharedBuckets = websocket.app.state.room_buckets
+        self.bucket, self.shared_bucket = buckets.acquire(str(self.client_id)), True  # one rate per client id
         try:
             self.hub = hub = await self.hubs.acquire()
             self.rooms = rooms = await self.hubs.rooms(hub)
@@ -127,7 +150,7 @@ class RoomEndpoint(MemberEndpoint):
             async with rooms.admitting():
                 self.connection = connection = await hub.join(self.channel, websocket)
                 self.stream = stream = rooms.stream(self.room, self.channel)
-                member = stream.add(connection)
+                member = stream.add(connection, self.client_id)
                 arrived = await rooms.here(self.room, self.member, str(self.client_id))
                 replay = await rooms.store.replay(self.room, self.since, self.epoch)
                 present = members_of(await rooms.store.members(self.room))
@@ -143,6 +166,9 @@ class RoomEndpoint(MemberEndpoint):
         outage.ended()
         await websocket.accept()
         self.joined = True
+        if self.identity is not None:
+            delay = max(0.0, self.identity.expires - time.time())
+            self.expiry = asyncio.get_running_loop().call_later(delay, self.expire)
         await self.send_first(websocket, member, replay, present)
         if arrived:
             await self.announce("join")
@@ -169,6 +195,10 @@ class RoomEndpoint(MemberEndpoint):
 
     async def on_receive(self, websocket: WebSocket, data: Any) -> None:
         assert self.rooms is not None and self.connection is not None
+        if self.read_only:
+            reason = f"Read-only: this token may not send in room {self.room!r}"
+            await self.close(websocket, status.WS_1008_POLICY_VIOLATION, reason)
+            return
         if not self.bucket.take():
             await self.flooded(websocket)
             return
@@ -186,6 +216,20 @@ class RoomEndpoint(MemberEndpoint):
             sent = None if isinstance(exc, HistoryUncertain) else False
             error = {"type": "error", "room": self.room, "text": data, "sent": sent, "reason": NOT_AVAILABLE}
             self.connection.send_text_nowait(compact(error))
+
+    def expire(self) -> None:
+        """The token's `exp`: closed with 4001; the client comes back with a new token and `since`."""
+        if self.closed_with is None and self.connection is not None:
+            metrics.ROOM_TOKENS_EXPIRED.inc()
+            self.closed_with = EXPIRED
+            self.connection.close_after_queue(EXPIRED, EXPIRED_REASON)
+
+    async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+        if self.shared_bucket:
+            websocket.app.state.room_buckets.release(str(self.client_id))
+        await super().on_disconnect(websocket, close_code)
 
     async def announce(self, kind: str) -> None:
         assert self.rooms is not None
@@ -206,20 +250,58 @@ class RoomEndpoint(MemberEndpoint):
             await self.announce("leave")
 
 
+def viewer(request: Request) -> tuple[Callable[[str], bool] | None, list[Error]]:
+    """Which rooms an HTTP request may see (presence, the listing): all while rooms need no token
+    or with an API key, those its `?token=` may read, or none and why."""
+    tokens: Tokens | None = request.app.state.tokens
+    if tokens is None:
+        return everything, []
+    keys = settings_of(request).api_keys
+    authorization = request.headers.get("authorization")
+    if authorization is not None and keys and authorization.lstrip()[:7].lower() == "bearer ":  # Basic: a proxy's
+        errors = api_key_errors(authorization, keys)
+        return (None, errors) if errors else (everything, [])
+    identity, errors = tokens.identify(request.query_params.get("token"))
+    return (None, errors) if identity is None else (identity.may_read, [])
+
+
+def everything(room: str) -> bool:
+    return True
+
+
+def unauthorized(errors: list[Error]) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"}
+    return JSONResponse({"detail": errors}, status_code=status.HTTP_401_UNAUTHORIZED, headers=headers)
+
+
 async def presence(request: Request) -> Response:
     try:
         room = parse_room(request.path_params["room"])
     except InvalidValue as exc:
         error: Error = {"type": exc.type, "loc": ["path", "room"], "msg": exc.msg, "input": request.path_params["room"]}
         return JSONResponse({"detail": [error]}, status_code=status.HTTP_404_NOT_FOUND)
+    sees, errors = viewer(request)
+    if sees is None:
+        return unauthorized(errors)
+    if not sees(room):
+        return unauthorized(
+            [refusal("room_not_permitted", f"The token does not permit room {room!r}", ["path", "room"])]
+        )
     store = await request.app.state.hubs.store()
     return JSONResponse({"room": room, "members": members_of(await store.members(room))})
 
 
 async def rooms_page(request: Request) -> Response:
-    store = await request.app.state.hubs.store()
-    rooms = {room: members_of(members) for room, members in (await store.rooms()).items()}
-    return pages.render(request, "rooms", {"rooms": rooms})
+    sees, errors = viewer(request)
+    rooms: dict[str, list[int | str]] = {}
+    if sees is not None:
+        store = await request.app.state.hubs.store()
+        rooms = {room: members_of(members) for room, members in (await store.rooms()).items() if sees(room)}
+    context = {"rooms": rooms, "errors": errors, **_token_context(request)}
+    code = status.HTTP_401_UNAUTHORIZED if sees is None else status.HTTP_200_OK
+    response = pages.render(request, "rooms", context)
+    response.status_code = code
+    return response
 
 
 async def room_page(request: Request) -> Response:
@@ -227,4 +309,21 @@ async def room_page(request: Request) -> Response:
         room = parse_room(request.path_params["room"])
     except InvalidValue as exc:
         return PlainTextResponse(exc.msg, status_code=status.HTTP_404_NOT_FOUND)
-    return pages.render(request, "room", {"room": room, "page": "rooms"})
+    context: dict[str, Any] = {"room": room, "page": "rooms", "errors": [], **_token_context(request)}
+    tokens: Tokens | None = request.app.state.tokens
+    if tokens is not None:
+        identity, errors = tokens.identify(request.query_params.get("token"))
+        if identity is not None:
+            context["client_id"] = identity.client_id
+            context["read_only"] = not identity.may_send(room)
+            errors = (
+                []
+                if identity.may_read(room)
+                else [refusal("room_not_permitted", f"The token does not permit room {room!r}")]
+            )
+        context["errors"] = errors
+    return pages.render(request, "room", context)
+
+
+def _token_context(request: Request) -> dict[str, Any]:
+    return {"token_required": request.app.state.tokens is not None, "token": request.query_params.get("token")}

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.config import Config
 from starlette.datastructures import CommaSeparatedStrings
+
+from starlette_ws.tokens import Verifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,30 @@ class Settings:
     # Seconds between two pings of the engine (its broadcast backend and room store), and the
     # longest each may wait for its answer: `/health` shows a stalled engine within twice this.
     engine_probe_seconds: float = 2.0
+    # Room tokens (see `tokens`): with a secret (HMAC) or a PEM public key set, every room socket,
+    # room listing and presence read needs a token; with neither, rooms are open to anyone.
+    rooms_token_secret: str | None = field(default=None, repr=False)
+    rooms_token_public_key: str | None = None  # the PEM text, or the path of a file holding it
+    rooms_token_algorithms: tuple[str, ...] = ()  # () : HS256 with a secret, RS256 and ES256 with a public key
+    rooms_token_audience: str | None = None
+    rooms_token_issuer: str | None = None
+    # The server API's bearer keys (several, so that one can be rotated); none: /api answers 404.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
     debug: bool = False
+
+    @property
+    def verifier(self) -> Verifier | None:
+        """How room tokens are checked, or None when rooms are open; ValueError when misconfigured."""
+        secret, public = self.rooms_token_secret, self.rooms_token_public_key
+        if secret and public:
+            raise ValueError("Set ROOMS_TOKEN_SECRET or ROOMS_TOKEN_PUBLIC_KEY, not both")
+        if secret:
+            key, algorithms = secret, self.rooms_token_algorithms or ("HS256",)
+        elif public:
+            key, algorithms = _pem(public), self.rooms_token_algorithms or ("RS256", "ES256")
+        else:
+            return None
+        return Verifier(key, algorithms, self.rooms_token_audience or None, self.rooms_token_issuer or None)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -95,8 +120,21 @@ class Settings:
             room_connect_wait=config("ROOM_CONNECT_WAIT", cast=float, default=default.room_connect_wait),
             channel_prefix=config("CHANNEL_PREFIX", default=default.channel_prefix),
             engine_probe_seconds=config("ENGINE_PROBE_SECONDS", cast=float, default=default.engine_probe_seconds),
+            rooms_token_secret=config("ROOMS_TOKEN_SECRET", default="") or None,
+            rooms_token_public_key=config("ROOMS_TOKEN_PUBLIC_KEY", default="") or None,
+            rooms_token_algorithms=tuple(config("ROOMS_TOKEN_ALGORITHMS", cast=CommaSeparatedStrings, default="")),
+            rooms_token_audience=config("ROOMS_TOKEN_AUDIENCE", default="") or None,
+            rooms_token_issuer=config("ROOMS_TOKEN_ISSUER", default="") or None,
+            api_keys=tuple(key for key in config("API_KEYS", cast=CommaSeparatedStrings, default="") if key),
             debug=config("DEBUG", cast=bool, default=False),
         )
+
+
+def _pem(value: str) -> str:
+    """A PEM key given as its text (newlines may be written `\\n`, as in a one-line variable) or a file path."""
+    if "-----BEGIN" in value:
+        return value.replace("\\n", "\n")
+    return Path(value).read_text()
 
 
 def _path_or_none(value: str) -> Path | None:

@@ -17,6 +17,7 @@ from comparison.report.results import Results, read_json
 from comparison.report.rooms import rooms_section
 from comparison.report.targets import targets_section
 from comparison.report.timing import timing_section
+from comparison.report.tokens import tokens_section
 
 
 def read_loc(results: Results) -> Loc | None:
@@ -45,6 +46,7 @@ def render(results: Results, notes: Path) -> str:
         ("Benchmark", bench_section(bench, environment, results.bench, bench_charts(medians))),
         ("Hub and backends benchmark", hub_section(read_json(results.hub), results.hub)),
         ("Rooms: fan-out against the chat, and recovery", rooms_section(read_json(results.rooms), results.rooms)),
+        ("Room tokens", tokens_section(read_json(results.tokens), results.tokens)),
         ("Lines of code per demo", loc_section(read_loc(results), LOC_CHART)),
         ("Packages installed", packages_section(read_json(results.packages))),
         ("Import and start-up time", timing_section(read_json(results.timing))),

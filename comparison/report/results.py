@@ -29,6 +29,7 @@ class Results:
         self.hub = directory / "hub_bench.json"
         self.idle = directory / "idle_bench.json"
         self.rooms = directory / "rooms_bench.json"
+        self.tokens = directory / "token_bench.json"
         self.parity = directory / "parity.xml"
         self.timing = directory / "timing.json"
         self.environment = directory / "environment.json"

@@ -144,6 +144,11 @@ class RoomStore(Protocol):
         has left (False too when the member was not there)."""
         ...
 
+    async def reset(self, room: str) -> None:
+        """Forget the room's history: it starts a new epoch (members keep their presence), so a
+        client that comes back with the old one is told, with a `gap`, that it missed what went."""
+        ...
+
     async def clean(self) -> int:
         """Housekeeping, run on a timer: delete entries past retention, expired members and rooms
         with neither (a room made again starts a new epoch); how many rooms went."""

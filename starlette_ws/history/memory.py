@@ -66,6 +66,13 @@ class MemoryStore:
             retained = [entry for _, entry in state.entries]
         return replay_of(state.epoch, retained, state.last, since, epoch)
 
+    async def reset(self, room: str) -> None:
+        with self._lock:
+            state = self._rooms.get(room)
+            if state is not None:
+                state.epoch, state.last = _epoch(), 0
+                state.entries.clear()
+
     async def top(self, room: str) -> Position | None:
         with self._lock:
             state = self._rooms.get(room)

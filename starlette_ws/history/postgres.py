@@ -118,6 +118,12 @@ FROM room LEFT JOIN starlette_ws_entries AS e
 ORDER BY e."offset"
 """
 
+# $1 prefix, $2 room, $3 the new epoch. Entries an append commits meanwhile under the old epoch
+# are never replayed (replays read the room's epoch) and go with the next append or clean.
+RESET = """
+WITH gone AS (DELETE FROM starlette_ws_entries WHERE prefix = $1 AND room = $2)
+UPDATE starlette_ws_rooms SET epoch = $3, last_offset = 0 WHERE prefix = $1 AND room = $2
+"""
 TOP = "SELECT epoch, last_offset FROM starlette_ws_rooms WHERE prefix = $1 AND room = $2"
 
 # Presence changes of one client id in one room take turns (a transaction-long advisory lock), so
@@ -257,6 +263,12 @@ class PostgresStore:
         current, last = rows[0]["epoch"], rows[0]["last_offset"]
         retained = [Entry(row["offset"], current, row["payload"]) for row in rows if row["offset"] is not None]
         return replay_of(current, retained, last, since, epoch)
+
+    async def reset(self, room: str) -> None:
+        try:
+            await self._fetch(RESET, self.prefix, room, new_epoch())
+        except ERRORS as exc:
+            raise HistoryError(f"cannot reset history in PostgreSQL at {self.address}: {self._reason(exc)}") from exc
 
     async def top(self, room: str) -> Position | None:
         try:

@@ -115,6 +115,9 @@ local latest = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 if #latest > 0 then redis.call('PEXPIREAT', KEYS[3], string.format('%d', tonumber(latest[2]))) end
 """
 
+# KEYS: meta, history. Without its meta key, the room's next append or replay draws a new epoch.
+RESET = "return redis.call('DEL', KEYS[1], KEYS[2])"
+
 # KEYS: meta. Returns the epoch and the last offset, or nothing when the room has no history.
 TOP = "return redis.call('HMGET', KEYS[1], 'epoch', 'last')"
 
@@ -260,6 +263,9 @@ class RedisStore:
         now, last, *flat = await self._run(REPLAY, keys, args)
         entries = [Entry(int(offset), now, text) for offset, text in zip(flat[::2], flat[1::2], strict=True)]
         return replay_of(now, entries, int(last), since, epoch)
+
+    async def reset(self, room: str) -> None:
+        await self._run(RESET, [self._key("meta", room), self._key("history", room)], [])
 
     async def top(self, room: str) -> Position | None:
         epoch, last = await self._run(TOP, [self._key("meta", room)], [])

@@ -82,6 +82,23 @@ async def test_a_room_nobody_spoke_in(store: RoomStore) -> None:
     assert since_zero == Replay(first.epoch, tuple(entries), 2, 0)
 
 
+@pytest.mark.contract("B30")
+async def test_a_reset_starts_a_new_history(store: RoomStore) -> None:
+    """`DELETE /api/rooms/{room}/history`: what was kept goes, a new epoch starts at offset 1, and
+    a client of the old history is told it missed an unknown number; other rooms keep theirs."""
+    with anyio.fail_after(10):
+        old = await said(store, "r", 3)
+        kept = await said(store, "other", 2)
+        await store.reset("r")
+        await store.reset("never-made")  # nothing to forget: no error
+        stale = await store.replay("r", 3, old[0].epoch)
+        new = await said(store, "r", 1)
+        other = await store.replay("other", 0, kept[0].epoch)
+    assert stale.epoch != old[0].epoch and stale.missed is None and stale.entries == ()
+    assert (new[0].offset, new[0].epoch) == (1, stale.epoch)
+    assert other == Replay(kept[0].epoch, tuple(kept), 2, 0)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_the_rule_itself(case: str) -> None:
     """`replay_of` from every retained entry gives the answers the engines give."""

@@ -25,6 +25,7 @@ from starlette_ws.logs import REDACTED, RedactSecrets, redact
         ("/ws?%74%6F%6b%65%6E=abc", "/ws?%74%6F%6b%65%6E=[redacted]"),
         ("/ws?token=", "/ws?token=[redacted]"),
         ("/ws?token=a&token=b", "/ws?token=[redacted]&token=[redacted]"),
+        ("/rooms/a/ws/1?x=1;token=abc", "/rooms/a/ws/1?x=1;token=[redacted]"),
         ("/ws?x=1?token=abc", "/ws?x=1?token=[redacted]"),
         ('/ws?token=ab"SECRET', "/ws?token=[redacted]"),
         ("/ws?token=ab'SECRET&q=1", "/ws?token=[redacted]&q=1"),

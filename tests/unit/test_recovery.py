@@ -12,7 +12,7 @@ import pytest
 from starlette_ws.history import Position, pack
 from starlette_ws.history.memory import MemoryStore
 from starlette_ws.hub import Connection, seal
-from starlette_ws.recovery import RoomStream, recent
+from starlette_ws.recovery import RoomStream, recent, removal
 from tests.unit.test_hub import FakeSend, socket
 
 pytestmark = pytest.mark.anyio
@@ -142,6 +142,30 @@ async def test_a_member_that_holds_past_its_bound_is_closed_with_1013() -> None:
     await asyncio.sleep(0.01)
     assert send.closes == [(1013, "Try again later: not reading fast enough")]
     assert connection not in stream.members
+
+
+@pytest.mark.contract("B30")
+async def test_a_removal_closes_every_connection_of_the_client_and_none_other() -> None:
+    """The server API's removal, as it arrives on the room's channel; one still joining is closed
+    once released, after what it was sent first; a control message never reaches a client."""
+    memory, _ = store()
+    stream = RoomStream(ROOM, memory)
+    top = (await memory.replay(ROOM, None, None)).position
+    sends = [FakeSend() for _ in range(3)]
+    connections = [Connection(socket(send), 1 << 20, lambda _: None) for send in sends]
+    stream.release(stream.add(connections[0], 7), top)
+    stream.release(stream.add(connections[1], 8), top)
+    joining = stream.add(connections[2], 7)
+    stream.deliver(seal("0" * 16, 1, removal(7)))
+    stream.deliver(seal("0" * 16, 2, removal(99)))  # nobody here
+    await asyncio.sleep(0.01)
+    reason = f"Removed from room {ROOM!r} by the server"
+    assert [send.closes for send in sends] == [[(4003, reason)], [], []]
+    stream.release(joining, top)
+    await asyncio.sleep(0.01)
+    assert sends[2].closes == [(4003, reason)]
+    assert all(send.texts == [] for send in sends)
+    await settled(stream)
 
 
 async def test_recent_keeps_the_newest_entries_within_the_budget() -> None:

@@ -50,9 +50,7 @@ async def test_a_change_while_the_member_list_is_read_gets_another_list() -> Non
         hub, store = Published(), SlowMembers()
         rooms = Rooms(cast(Hub, hub), cast(RoomStore, store), RoomOptions(presence_rate=100.0, presence_burst=1))
         store.present = ["1"]
-        rooms.streams["c"] = RoomStream(
-            "r", cast(RoomStore, store)
-        )  # members here: rate-bounded
+        rooms.streams["c"] = RoomStream("r", cast(RoomStore, store))  # members here: rate-bounded
         await rooms.announce("r", "c", change("join", 1))  # within the burst: announced as it is
         store.present = ["1", "2"]
         await rooms.announce("r", "c", change("join", 2))  # past it: a member list, a little later
