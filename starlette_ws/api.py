@@ -24,8 +24,9 @@ from starlette_ws.auth import api_key_errors
 from starlette_ws.backends import BackendError, MessageTooLarge
 from starlette_ws.endpoint import settings_of
 from starlette_ws.history import HistoryError, HistoryUncertain, RoomStore, room_channel
-from starlette_ws.hubs import Hubs, members_of
+from starlette_ws.hubs import Hubs
 from starlette_ws.params import Error, InvalidValue, missing
+from starlette_ws.presence import members_of
 from starlette_ws.recovery import CHECK, compact, removal
 from starlette_ws.rooms import parse_client_id, parse_epoch, parse_room, parse_since, rest_of
 

@@ -28,7 +28,7 @@ class ChatEndpoint(MemberEndpoint):
             logger.error(
                 "Chat connection closed: the %s:// broadcast backend is not started and could not connect (%s); "
                 "run the app's lifespan (uvicorn does; with Starlette's TestClient: `with TestClient(app)`)",
-                self.hubs.scheme,
+                self.hubs.engine.scheme,
                 exc,
             )
             await websocket.accept()

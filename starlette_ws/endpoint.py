@@ -34,7 +34,6 @@ logger = logging.getLogger("starlette_ws")
 
 
 class TextEndpoint(WebSocketEndpoint):
-    encoding = "text"
     params: ClassVar[Sequence[Param]] = ()
     closed_with: int | None = None  # None while serving; once we have closed, the code we closed with
     counts: metrics.Counts = metrics.NO_COUNTS

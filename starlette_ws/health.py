@@ -1,13 +1,11 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from starlette_ws.hubs import Hubs
-from starlette_ws.settings import Settings
 
 
 async def health(request: Request) -> JSONResponse:
@@ -16,13 +14,12 @@ async def health(request: Request) -> JSONResponse:
     engine answered its latest probe (a stalled engine keeps `listening` true). Either failing makes
     the status "degraded", still with a 200: the load balancer decides what that means."""
     hubs: Hubs = request.app.state.hubs
-    settings: Settings = request.app.state.settings
-    engine = hubs.engine
+    engine = hubs.probed
     listening = hubs.listening
     body: dict[str, Any] = {
         "status": "ok" if engine.ok and listening else "degraded",
         "chat_connections": len(hubs),
-        "broadcast": urlsplit(settings.broadcast_url).scheme,
+        "broadcast": hubs.engine.scheme,
         "listening": listening,
         "engine": "ok" if engine.ok else "unreachable",
     }

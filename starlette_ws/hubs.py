@@ -21,18 +21,17 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
 
 from starlette_ws import metrics
-from starlette_ws.backends import Backend, BackendError, backend_for_url
-from starlette_ws.backends.memory import MemoryBackend, MemoryBus
-from starlette_ws.history import HistoryError, RoomStore, store_for_url
-from starlette_ws.hub import Connection, Hub
+from starlette_ws.backends import BackendError
+from starlette_ws.connection import Connection
+from starlette_ws.engines import Engine
+from starlette_ws.history import HistoryError, RoomStore
+from starlette_ws.hub import Hub
 from starlette_ws.logs import Outage
+from starlette_ws.presence import Presence
 from starlette_ws.probe import ANSWERED, Finding, Probe
-from starlette_ws.ratelimit import TokenBucket
-from starlette_ws.recovery import RoomStream, compact
+from starlette_ws.recovery import RoomStream
 
 logger = logging.getLogger("starlette_ws.hubs")
 
@@ -57,23 +56,18 @@ class RoomOptions:
     connect_wait: float = 2.0
 
 
-def members_of(ids: list[str]) -> list[int | str]:
-    return [int(member) if member.isdigit() else member for member in ids]
-
-
 class Rooms:
-    """What a loop's room connections share: the store, the members it keeps present, a stream
-    per room with members here (`recovery.RoomStream`), and the timers that look after them."""
+    """What a loop's room connections share: the store, the presence of its members, a stream per
+    room with members here (`recovery.RoomStream`), and the timers that look after them."""
 
     def __init__(self, hub: Hub, store: RoomStore, options: RoomOptions) -> None:
         self.hub = hub
         self.store = store
         self.options = options
-        self.local: dict[str, tuple[str, str]] = {}  # member -> (room, client id), this loop's
         self.streams: dict[str, RoomStream] = {}  # by channel
-        self._announcing: dict[str, TokenBucket] = {}  # by room: presence changes it may still announce
-        self._coalescing: dict[str, asyncio.Task[None]] = {}  # by room: a member list about to go out
-        self._again: set[str] = set()  # rooms that changed while their member list was being read
+        self.presence = Presence(
+            hub, store, options.presence_ttl, options.presence_rate, options.presence_burst, self.streams.__contains__
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._setting_up = asyncio.Semaphore(options.connects_at_once)
 
@@ -94,15 +88,15 @@ class Rooms:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(job()) for job in (self._beat, self._check, self._clean)]
+        self._tasks = [loop.create_task(job()) for job in (self.presence.beat, self._check, self._clean)]
 
     async def stop(self) -> None:
-        tasks = self._tasks + list(self._coalescing.values())
-        for task in tasks:
+        for task in self._tasks:
             task.cancel()
-        for task in tasks:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.presence.stop()
         for stream in list(self.streams.values()):
             await stream.stop()
 
@@ -121,68 +115,8 @@ class Rooms:
         stream.discard(connection)
         if not stream.members:
             del self.streams[channel]
-            self._announcing.pop(stream.room, None)
+            self.presence.forget(stream.room)
             await stream.stop()
-
-    async def here(self, room: str, member: str, client_id: str) -> bool:
-        """Record a member; True when its client id has just arrived in the room."""
-        self.local[member] = (room, client_id)
-        return await self.store.present(room, member, client_id, self.options.presence_ttl)
-
-    async def gone(self, room: str, member: str) -> bool:
-        """Forget a member; True when it was its client id's last connection to the room."""
-        self.local.pop(member, None)
-        return await self.store.absent(room, member)
-
-    async def announce(self, room: str, channel: str, change: dict[str, Any]) -> None:
-        """Tell the room's members in every process that someone arrived or left; past the room's
-        rate (churn) the changes coalesce into one fresh member list a little later."""
-        bucket = self._announcing.get(room)
-        if bucket is None and channel in self.streams:  # no stream: its last member here has left
-            bucket = self._announcing[room] = TokenBucket(self.options.presence_rate, self.options.presence_burst)
-        if room in self._coalescing:  # a list is on its way: this change goes in it, or in the next one
-            self._again.add(room)
-        elif bucket is None or bucket.take():
-            await self.hub.publish(channel, compact(change))
-        else:
-            task = asyncio.get_running_loop().create_task(self._members_later(room, channel))
-            self._coalescing[room] = task
-
-    async def _members_later(self, room: str, channel: str) -> None:
-        try:
-            again = True
-            while again:  # a change that came once the list was read needs another list
-                await asyncio.sleep(1 / self.options.presence_rate)
-                self._again.discard(room)
-                members = await self.store.members(room)
-                change = {"type": "presence", "room": room, "members": members_of(members)}
-                await self.hub.publish(channel, compact(change))
-                again = room in self._again
-        except (HistoryError, BackendError) as exc:
-            metrics.ROOM_STORE_ERRORS.labels(operation="members").inc()
-            logger.warning("Room %r: member list not announced: %s", room, exc)
-        finally:
-            self._coalescing.pop(room, None)
-            self._again.discard(room)
-
-    async def _beat(self) -> None:
-        """Every ttl / 3, refresh this loop's members; in an outage one line says so (not one
-        traceback per member), and the beat stops at the first failure: the next one tries again."""
-        ttl = self.options.presence_ttl
-        outage = Outage(logger, "Room members not refreshed")
-        while True:
-            await asyncio.sleep(ttl / 3)
-            for member, (room, client_id) in list(self.local.items()):
-                if member not in self.local:  # gone meanwhile
-                    continue
-                try:
-                    await self.store.present(room, member, client_id, ttl)
-                except Exception as exc:  # an outage: the next beat tries again
-                    metrics.ROOM_STORE_ERRORS.labels(operation="present").inc()
-                    outage.failed(exc, asyncio.get_running_loop().time())
-                    break
-            else:
-                outage.ended()
 
     async def _check(self) -> None:
         """Every `check_seconds`, and as soon as the hub's subscription is back after an outage,
@@ -221,17 +155,15 @@ class Hubs:
         options: RoomOptions | None = None,
         probe_seconds: float = 2.0,
     ) -> None:
-        self.broadcast_url = broadcast_url
+        self.engine = Engine(broadcast_url)
         self.queue_bytes = queue_bytes
-        self.scheme = urlsplit(broadcast_url).scheme
-        self._bus = MemoryBus() if self.scheme == "memory" else None
-        self._store_args = (broadcast_url, prefix, history, seconds)
+        self._store_args = (prefix, history, seconds)
         self.options = options or RoomOptions()
         self.room_outage = Outage(logger, "Room store not available")
         self.probe_seconds = probe_seconds
         self._probes: dict[Hub, Probe] = {}
         # memory://: one store for every loop, so that they share one history
-        self._shared = store_for_url(*self._store_args, bus=self._bus) if self._bus is not None else None
+        self._shared = self.engine.store(*self._store_args) if self.engine.in_process else None
         self._rooms: dict[Hub, Rooms] = {}
         self._rooms_starting: dict[Hub, asyncio.Task[Rooms]] = {}
         self._hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
@@ -248,14 +180,14 @@ class Hubs:
         """Whether broadcasts from other processes reach this one (memory://: there are none)."""
         hubs = self._live()
         if not hubs:
-            return self._bus is not None
+            return self.engine.in_process
         return all(hub.listening for hub in hubs)
 
     @property
-    def engine(self) -> Finding:
+    def probed(self) -> Finding:
         """What the latest probes of this process's engine found (memory:// always answers)."""
         findings = [self._probes[hub].finding for hub in self._live() if hub in self._probes]
-        if not findings and self._bus is None:
+        if not findings and not self.engine.in_process:
             return Finding("not connected: no hub runs in this process (run the app's lifespan)")
         return next((finding for finding in findings if not finding.ok), ANSWERED)
 
@@ -296,7 +228,7 @@ class Hubs:
 
     async def _start_rooms(self, hub: Hub) -> Rooms:
         try:
-            store = self._shared or store_for_url(*self._store_args)
+            store = self._shared or self.engine.store(*self._store_args)
             await store.connect()
             rooms = self._rooms[hub] = Rooms(hub, store, self.options)
             rooms.start()
@@ -337,7 +269,7 @@ class Hubs:
 
     async def _start(self, loop: asyncio.AbstractEventLoop) -> Hub:
         try:
-            hub = Hub(self._backend(), self.queue_bytes)
+            hub = Hub(self.engine.backend(), self.queue_bytes)
             await hub.start()
             probe = self._probes[hub] = Probe(hub.backend, lambda: self._store_of(hub), self.probe_seconds)
             probe.start()
@@ -364,11 +296,6 @@ class Hubs:
     def _store_of(self, hub: Hub) -> RoomStore | None:
         rooms = self._rooms.get(hub)
         return rooms.store if rooms is not None else None
-
-    def _backend(self) -> Backend:
-        if self._bus is not None:
-            return MemoryBackend(self.broadcast_url, self._bus)
-        return backend_for_url(self.broadcast_url)
 
     def _live(self) -> list[Hub]:
         return [hub for loop, hub in list(self._hubs.items()) if not loop.is_closed()]

@@ -9,9 +9,10 @@ from starlette import status
 from starlette.websockets import WebSocket
 
 from starlette_ws.backends import MessageTooLarge
+from starlette_ws.connection import Connection
 from starlette_ws.deny import MAX_REASON_BYTES, truncate_utf8
 from starlette_ws.endpoint import TextEndpoint, settings_of
-from starlette_ws.hub import Connection, Hub
+from starlette_ws.hub import Hub
 from starlette_ws.hubs import Hubs
 from starlette_ws.params import Error
 from starlette_ws.ratelimit import TokenBucket
@@ -50,7 +51,7 @@ class MemberEndpoint(TextEndpoint):
         if self.connection is None:
             await super().send_close(websocket, code, reason)
         else:
-            self.connection.close_after_queue(code, reason)
+            self.connection.close(code, reason)
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
         if self.hub is None:

@@ -14,7 +14,7 @@ from typing import Any, Literal, TypedDict
 
 from starlette.requests import HTTPConnection
 
-Source = Literal["path", "query", "cookie", "header"]
+Source = Literal["path", "query", "cookie"]
 Sources = Mapping[Source, Mapping[str, str]]
 
 
@@ -75,10 +75,6 @@ def cookie(name: str, parse: Callable[[str], Any] = parse_str, default: Any = No
     return Param("cookie", name, parse, default=default)
 
 
-def header(name: str, parse: Callable[[str], Any] = parse_str, default: Any = None) -> Param:
-    return Param("header", name, parse, default=default)
-
-
 def resolve(params: Sequence[Param], sources: Sources) -> tuple[dict[str, Any], list[Error]]:
     """Every declared parameter's typed value (or its default), and every problem found."""
     values: dict[str, Any] = {}
@@ -103,4 +99,4 @@ def missing(source: str, name: str, msg: str = "Field required") -> Error:
 
 def sources_of(conn: HTTPConnection) -> Sources:
     """A connection's parameters; a repeated query parameter keeps its last value."""
-    return {"path": conn.path_params, "query": conn.query_params, "cookie": conn.cookies, "header": conn.headers}
+    return {"path": conn.path_params, "query": conn.query_params, "cookie": conn.cookies}

@@ -33,8 +33,9 @@ from starlette.types import Message
 
 from starlette_ws import metrics
 from starlette_ws.backends import BackendError
+from starlette_ws.connection import TOO_SLOW, Connection
 from starlette_ws.history import HistoryError, Position, Replay, RoomStore, unpack
-from starlette_ws.hub import TOO_SLOW, Connection, opened
+from starlette_ws.hub import opened
 
 logger = logging.getLogger("starlette_ws.recovery")
 
@@ -114,7 +115,7 @@ class RoomStream:
             if member.position is None:  # still joining (not accepted yet): closed once released
                 member.removed = reason
             else:
-                member.connection.close_now(REMOVED, reason)
+                member.connection.close(REMOVED, reason, flush=False)
 
     def discard(self, connection: Connection) -> None:
         self.members.pop(connection, None)
@@ -123,7 +124,7 @@ class RoomStream:
         """The endpoint has sent `member` everything up to `position`: from here on, the stream does."""
         member.position = position
         if member.removed is not None:
-            member.connection.close_now(REMOVED, member.removed)
+            member.connection.close(REMOVED, member.removed, flush=False)
             return
         self._flush(member)
 
@@ -190,7 +191,7 @@ class RoomStream:
         size = item[2]
         if member.held_bytes + size > member.connection.max_bytes:
             metrics.CHAT_SLOW_CLIENTS.inc()
-            member.connection.close_now(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW)
+            member.connection.close(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW, flush=False)
             self.discard(member.connection)
             return
         member.held.append(item)

@@ -29,9 +29,10 @@ from starlette_ws.auth import api_key_errors
 from starlette_ws.backends import BackendError, MessageTooLarge
 from starlette_ws.endpoint import settings_of
 from starlette_ws.history import HistoryError, HistoryUncertain, room_channel
-from starlette_ws.hubs import Busy, Rooms, members_of
+from starlette_ws.hubs import Busy, Rooms
 from starlette_ws.members import MemberEndpoint
 from starlette_ws.params import Error, InvalidValue
+from starlette_ws.presence import members_of
 from starlette_ws.ratelimit import ConnectGate, SharedBuckets
 from starlette_ws.recovery import Member, RoomStream, compact, gap, recent
 from starlette_ws.tokens import Identity, Tokens, for_room, refusal
@@ -144,14 +145,14 @@ class RoomEndpoint(MemberEndpoint):
         try:
             self.hub = hub = await self.hubs.acquire()
             self.rooms = rooms = await self.hubs.rooms(hub)
-            engine = self.hubs.engine
-            if not engine.ok:  # known to be down: no need to wait for it to time out again
-                raise HistoryError(engine.error)
+            probed = self.hubs.probed
+            if not probed.ok:  # known to be down: no need to wait for it to time out again
+                raise HistoryError(probed.error)
             async with rooms.admitting():
                 self.connection = connection = await hub.join(self.channel, websocket)
                 self.stream = stream = rooms.stream(self.room, self.channel)
                 member = stream.add(connection, self.client_id)
-                arrived = await rooms.here(self.room, self.member, str(self.client_id))
+                arrived = await rooms.presence.here(self.room, self.member, str(self.client_id))
                 replay = await rooms.store.replay(self.room, self.since, self.epoch)
                 present = members_of(await rooms.store.members(self.room))
         except (HistoryError, BackendError, ImportError) as exc:  # ImportError: an engine not installed
@@ -222,7 +223,7 @@ class RoomEndpoint(MemberEndpoint):
         if self.closed_with is None and self.connection is not None:
             metrics.ROOM_TOKENS_EXPIRED.inc()
             self.closed_with = EXPIRED
-            self.connection.close_after_queue(EXPIRED, EXPIRED_REASON)
+            self.connection.close(EXPIRED, EXPIRED_REASON)
 
     async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
         if self.expiry is not None:
@@ -234,7 +235,7 @@ class RoomEndpoint(MemberEndpoint):
     async def announce(self, kind: str) -> None:
         assert self.rooms is not None
         change = {"type": kind, "room": self.room, "client_id": self.client_id, "time": round(time.time(), 3)}
-        await self.rooms.announce(self.room, self.channel, change)
+        await self.rooms.presence.announce(self.room, self.channel, change)
 
     async def on_leave(self) -> None:
         if self.rooms is None:
@@ -242,8 +243,8 @@ class RoomEndpoint(MemberEndpoint):
         if self.connection is not None:
             await self.rooms.forget(self.channel, self.connection)
         try:
-            left = await self.rooms.gone(self.room, self.member)
-        except Exception as exc:  # the heartbeat no longer refreshes it: it expires
+            left = await self.rooms.presence.gone(self.room, self.member)
+        except (HistoryError, BackendError) as exc:  # the heartbeat no longer refreshes it: it expires
             self.hubs.room_outage.failed(f"leaving room {self.room!r} not recorded ({exc})", time.monotonic())
             return
         if left and self.joined:

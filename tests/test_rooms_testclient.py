@@ -317,7 +317,7 @@ def test_a_member_stays_present_past_the_ttl_while_its_process_refreshes_it() ->
         time.sleep(0.8)  # over two TTLs: only the heartbeat (every TTL/3) keeps it
         assert short.get("/rooms/beat/presence").json()["members"] == [5]
         for rooms in app.state.hubs._rooms.values():  # the heartbeat stops refreshing it, as if its process died
-            rooms.local.clear()
+            rooms.presence.local.clear()
         store = store_of(short)
         store.clock = lambda: time.monotonic() + 1.0  # and a TTL has passed since its last refresh
         assert short.get("/rooms/beat/presence").json()["members"] == []

@@ -4,6 +4,11 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
+# The longest channel name every engine takes, in UTF-8 bytes: PostgreSQL's, whose channels are
+# identifiers (NAMEDATALEN - 1). LISTEN would truncate a longer name silently while pg_notify()
+# refuses it, so the two would never meet.
+MAX_CHANNEL_BYTES = 63
+
 
 def address_of(url: str, default_port: int) -> str:
     """`host:port` of an engine's URL, as log lines and errors name it (never the password)."""

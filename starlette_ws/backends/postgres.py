@@ -7,16 +7,20 @@ from collections import deque
 
 import asyncpg
 
-from starlette_ws.backends.base import BackendError, Event, MessageTooLarge, PublishUncertain, address_of
+from starlette_ws.backends.base import (
+    MAX_CHANNEL_BYTES,
+    BackendError,
+    Event,
+    MessageTooLarge,
+    PublishUncertain,
+    address_of,
+)
 from starlette_ws.backends.retry import Reconnector, describe
 
 logger = logging.getLogger("starlette_ws.backends.postgres")
 
 # NOTIFY refuses a payload of 8000 bytes or more (the server's default build).
 MAX_PAYLOAD = 8000
-# Channels are identifiers: at most NAMEDATALEN - 1 bytes. LISTEN would truncate a longer
-# name silently while pg_notify() refuses it, so the two would never meet.
-MAX_CHANNEL = 63
 PORT = 5432
 
 # What a dying connection raises:
@@ -283,5 +287,5 @@ def reason(exc: BaseException, timeout: float) -> str:
 
 
 def check_channel(channel: str) -> None:
-    if not channel or "\x00" in channel or len(channel.encode()) > MAX_CHANNEL:
-        raise ValueError(f"PostgreSQL channel names are 1 to {MAX_CHANNEL} UTF-8 bytes, without NUL: {channel!r}")
+    if not channel or "\x00" in channel or len(channel.encode()) > MAX_CHANNEL_BYTES:
+        raise ValueError(f"PostgreSQL channel names are 1 to {MAX_CHANNEL_BYTES} UTF-8 bytes, without NUL: {channel!r}")

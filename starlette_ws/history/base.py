@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-MAX_CHANNEL_BYTES = 63  # PostgreSQL's identifiers (NAMEDATALEN - 1); the other engines allow more
+from starlette_ws.backends.base import MAX_CHANNEL_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +159,7 @@ class RoomStore(Protocol):
         ...
 
     async def rooms(self) -> dict[str, list[str]]:
-        """Every room with members now: {room: members(room)}."""
+        """Every room with members now, by name: {room: members(room)}."""
         ...
 
     async def ping(self) -> None:

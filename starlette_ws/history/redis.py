@@ -292,7 +292,7 @@ class RedisStore:
             room, count = flat[at], int(flat[at + 1])
             rooms[room] = sorted(set(flat[at + 2 : at + 2 + count]))
             at += 2 + count
-        return rooms
+        return dict(sorted(rooms.items()))  # by name, as every store lists them
 
     def _key(self, kind: str, room: str) -> str:
         return f"{self.prefix}{kind}:{room}"

@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from harness.services import Engine
-from starlette_ws.backends import Backend, Event, backend_for_url
+from starlette_ws import engines
+from starlette_ws.backends import Backend, Event
 
 
 class Listener:
@@ -39,7 +40,7 @@ class Listener:
 
 
 async def connected(url: str) -> Backend:
-    backend = backend_for_url(url)
+    backend = engines.Engine(url).backend()
     await backend.connect()
     return backend
 

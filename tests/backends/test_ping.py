@@ -10,9 +10,10 @@ import anyio
 import pytest
 
 from harness.services import RedisServer
-from starlette_ws.backends import BackendError, backend_for_url
+from starlette_ws.backends import BackendError
 from starlette_ws.backends.redis import RedisBackend
-from starlette_ws.history import HistoryError, store_for_url
+from starlette_ws.engines import Engine
+from starlette_ws.history import HistoryError
 from starlette_ws.history.redis import RedisStore
 from tests.backends.support import paused
 from tests.services import start_redis
@@ -36,8 +37,8 @@ def url(request: pytest.FixtureRequest) -> str:
 
 @pytest.mark.anyio
 async def test_ping_answers_once_connected_and_refuses_before(url: str) -> None:
-    backend = backend_for_url(url)
-    store = store_for_url(url, "ping:", 10, 60.0)
+    backend = Engine(url).backend()
+    store = Engine(url).store("ping:", 10, 60.0)
     with anyio.fail_after(10):
         with pytest.raises(BackendError, match="not connected"):
             await backend.ping()

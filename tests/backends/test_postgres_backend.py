@@ -11,8 +11,9 @@ import asyncpg
 import pytest
 
 from harness.services import PostgresServer
-from starlette_ws.backends import MessageTooLarge, PublishUncertain, backend_for_url
+from starlette_ws.backends import MessageTooLarge, PublishUncertain
 from starlette_ws.backends.postgres import MAX_PAYLOAD, PostgresBackend
+from starlette_ws.engines import Engine
 from tests.backends.support import Listener, connected, publish_until_heard
 from tests.proxy import Proxy
 
@@ -23,7 +24,7 @@ LOGGER = "starlette_ws.backends.postgres"
 @pytest.mark.anyio
 async def test_both_url_schemes(postgres_url: str, scheme: str) -> None:
     url = scheme + postgres_url[postgres_url.index(":") :]
-    backend = backend_for_url(url)
+    backend = Engine(url).backend()
     assert isinstance(backend, PostgresBackend)
     with anyio.fail_after(10):
         await backend.connect()

@@ -7,15 +7,16 @@ import anyio
 import pytest
 
 from harness.services import RedisServer
-from starlette_ws.backends import BackendError, PublishUncertain, backend_for_url
+from starlette_ws.backends import BackendError, PublishUncertain
 from starlette_ws.backends.redis import RedisBackend
+from starlette_ws.engines import Engine
 from tests.backends.support import Listener, connected, nothing_within, paused
 
 LOGGER = "starlette_ws.backends.redis"
 
 
 def test_chosen_by_url_scheme() -> None:
-    assert isinstance(backend_for_url("redis://127.0.0.1:6379/0"), RedisBackend)
+    assert isinstance(Engine("redis://127.0.0.1:6379/0").backend(), RedisBackend)
 
 
 @pytest.mark.anyio

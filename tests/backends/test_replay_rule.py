@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from starlette_ws.history import RoomStore, store_for_url
+from starlette_ws.engines import Engine
+from starlette_ws.history import RoomStore
 from starlette_ws.history.base import Entry, Replay, replay_of
 
 pytestmark = pytest.mark.anyio
@@ -42,7 +43,7 @@ CASES = {
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[RoomStore]:
     """A store of each engine, for a deployment (prefix) of its own."""
     url = "memory://" if request.param == "memory" else request.getfixturevalue(f"{request.param}_url")
-    created = store_for_url(url, f"t{secrets.token_hex(4)}:", HISTORY, 300.0)
+    created = Engine(url).store(f"t{secrets.token_hex(4)}:", HISTORY, 300.0)
     with anyio.fail_after(10):
         await created.connect()
     yield created
@@ -107,3 +108,15 @@ def test_the_rule_itself(case: str) -> None:
     replay = replay_of("e", retained, 8, since, "e" if epoch == RIGHT else epoch)
     assert [entry.offset for entry in replay.entries] == offsets
     assert replay.missed == missed
+
+
+async def test_every_store_lists_rooms_by_name(store: RoomStore) -> None:
+    """`/rooms` and `GET /api/rooms` show rooms in the same order on every engine: by name,
+    whatever order members arrived in (Redis once listed them by expiry)."""
+    names = ["zulu", "alpha", "mike", "Bravo", "échelle", "0"]
+    with anyio.fail_after(10):
+        for at, room in enumerate(names):
+            await store.present(room, f"m{at}", str(at), 30.0 - at)  # the last to arrive expires first
+        listed = await store.rooms()
+    assert list(listed) == sorted(names)
+    assert listed["mike"] == ["2"]

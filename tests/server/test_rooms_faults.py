@@ -602,6 +602,6 @@ def test_connecting_during_a_stall_is_refused_1013_with_one_log_line(engine: Red
     assert knocks.outcomes == [("close", 1013, NOT_AVAILABLE)] * len(knocks.outcomes)
     assert after[:2] == ("open", None)  # the engine is back, as /health says: served again
     assert "Traceback" not in log and "ERROR" not in log
-    rooms = ("starlette_ws.hubs:", "starlette_ws.rooms:", "starlette_ws.recovery:")
+    rooms = ("starlette_ws.hubs:", "starlette_ws.presence:", "starlette_ws.rooms:", "starlette_ws.recovery:")
     warnings = [line for line in ours if "WARNING" in line and any(name in line for name in rooms)]
     assert len(warnings) == 1 and "Room store not available" in warnings[0], warnings

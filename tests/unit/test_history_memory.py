@@ -9,7 +9,7 @@ import pytest
 
 from starlette_ws.backends import Event
 from starlette_ws.backends.memory import MemoryBackend, MemoryBus
-from starlette_ws.history import Entry, Position, room_channel, store_for_url, unpack
+from starlette_ws.history import Entry, Position, room_channel, unpack
 from starlette_ws.history.memory import MemoryStore
 
 
@@ -182,12 +182,3 @@ async def test_clean_drops_rooms_with_neither_entries_nor_members_and_a_room_mad
         assert new.offset == 1 and new.epoch != old.epoch
         replay = await memory.replay("a", old.offset, old.epoch)
         assert (texts(replay.entries), replay.missed) == (["2"], None)
-
-
-def test_store_for_url_picks_the_memory_store_and_refuses_unknown_schemes() -> None:
-    bus = MemoryBus()
-    memory = store_for_url("memory://", "p:", 5, 1.0, bus)
-    assert isinstance(memory, MemoryStore)
-    assert (memory.prefix, memory.history, memory.seconds) == ("p:", 5, 1.0)
-    with pytest.raises(ValueError, match="ftp"):
-        store_for_url("ftp://x", "p:", 5, 1.0)

@@ -13,7 +13,8 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
 from starlette_ws.backends import Event
-from starlette_ws.hub import CLOSED, CLOSING, OPEN, TOO_SLOW, Connection, Hub, opened, seal
+from starlette_ws.connection import CLOSED, CLOSING, OPEN, TOO_SLOW, Connection
+from starlette_ws.hub import Hub, opened, seal
 
 ANYIO = os.path.dirname(anyio.__file__) + os.sep
 
@@ -147,7 +148,7 @@ async def test_a_message_larger_than_the_bound_is_not_sent_even_to_an_idle_clien
 
 
 @pytest.mark.anyio
-async def test_close_after_queue_sends_what_is_queued_then_closes_but_close_now_drops_it() -> None:
+async def test_a_flushing_close_sends_what_is_queued_then_closes_but_one_without_flush_drops_it() -> None:
     with anyio.fail_after(5):
         sends = FakeSend(), FakeSend()
         flushed, flushed_gone = connection(sends[0])
@@ -156,8 +157,8 @@ async def test_close_after_queue_sends_what_is_queued_then_closes_but_close_now_
             send.pause()
             conn.send_text_nowait("a")
             conn.send_text_nowait("b")
-        flushed.close_after_queue(1000, "bye")
-        dropped.close_now(1011, "stop")
+        flushed.close(1000, "bye")
+        dropped.close(1011, "stop", flush=False)
         flushed.send_text_nowait("too late")
         assert flushed.state is CLOSING and flushed_gone == []  # still a member until its close has gone
         assert dropped.state is CLOSED and dropped_gone == [dropped]  # left the hub at once
@@ -174,11 +175,11 @@ async def test_close_after_queue_sends_what_is_queued_then_closes_but_close_now_
 
 
 @pytest.mark.anyio
-async def test_close_after_queue_on_an_idle_connection_sends_the_close_from_a_task() -> None:
+async def test_a_flushing_close_on_an_idle_connection_sends_the_close_from_a_task() -> None:
     with anyio.fail_after(5):
         send = FakeSend()
         conn, gone = connection(send)
-        conn.close_after_queue(1001, "going away")
+        conn.close(1001, "going away")
         assert conn.state is CLOSING and send.closes == []  # the method never awaits
         await settle()
         assert send.closes == [(1001, "going away")] and conn.state is CLOSED and gone == [conn]
@@ -195,8 +196,8 @@ async def test_a_closed_connection_starts_nothing_and_sends_nothing_more() -> No
         send.pause()
         conn.send_text_nowait("a")
         await conn.stop()
-        conn.close_now(1011, "late")
-        conn.close_after_queue(1000, "late")
+        conn.close(1011, "late", flush=False)
+        conn.close(1000, "late")
         conn.send_text_nowait("late")
         await settle()
         assert send.texts == ["a"] and send.closes == [] and conn.closed_with is None
@@ -204,8 +205,8 @@ async def test_a_closed_connection_starts_nothing_and_sends_nothing_more() -> No
 
         send = FakeSend()
         conn, _ = connection(send)
-        conn.close_now(1013, TOO_SLOW)
-        conn.close_now(1011, "again")
+        conn.close(1013, TOO_SLOW, flush=False)
+        conn.close(1011, "again", flush=False)
         await settle()
         assert send.closes == [(1013, TOO_SLOW)] and conn.closed_with == 1013 and not others()
 
@@ -410,7 +411,7 @@ async def test_stop_stops_every_connection_and_disconnects_even_after_the_listen
             send.pause()
             conn.send_text_nowait("a")
             conn.send_text_nowait("b")
-        closing.close_after_queue(1000, "bye")
+        closing.close(1000, "bye")
         assert len(others()) == 4  # the listener, the sampler and two sender tasks
         await hub.stop()
         assert [conn.state for conn in (idle, waiting, closing)] == [CLOSED, CLOSED, CLOSED]

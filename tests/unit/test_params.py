@@ -92,18 +92,18 @@ DECLARED = (
     params.path("item_id"),
     params.query("q", params.parse_int),
     params.cookie("session"),
-    params.header("x-trace", default="none"),
+    params.query("page", params.parse_int, default=1),
 )
 
 
 def test_resolve_types_values_and_fills_defaults() -> None:
-    values, errors = resolve(DECLARED, {"path": {"item_id": "é"}, "query": {"q": "+3"}, "cookie": {}, "header": {}})
+    values, errors = resolve(DECLARED, {"path": {"item_id": "é"}, "query": {"q": "+3"}, "cookie": {}})
     assert errors == []
-    assert values == {"item_id": "é", "q": 3, "session": None, "x-trace": "none"}
+    assert values == {"item_id": "é", "q": 3, "session": None, "page": 1}
 
 
 def test_resolve_reports_every_error_with_its_input() -> None:
-    values, errors = resolve(DECLARED, {"path": {}, "query": {"q": "x"}, "cookie": {"session": ""}, "header": {}})
+    values, errors = resolve(DECLARED, {"path": {}, "query": {"q": "x"}, "cookie": {"session": ""}})
     assert [(e["type"], e["loc"], e["input"]) for e in errors] == [
         ("missing", ["path", "item_id"], None),
         ("int_parsing", ["query", "q"], "x"),
@@ -126,5 +126,5 @@ def test_sources_of_keeps_the_last_repeated_query_value() -> None:
     assert sources["query"].get("q") == "2"
     assert sources["query"].get("token") == ""
     assert sources["cookie"].get("session") == "abc"
-    assert sources["header"].get("token") == "ignored"
+    assert set(sources) == {"path", "query", "cookie"}  # a header is never a parameter
     assert sources["path"].get("item_id") == "a b"

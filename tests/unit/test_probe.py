@@ -106,7 +106,7 @@ async def test_hubs_probe_from_their_start_to_their_stop() -> None:
             (probe,) = hubs._probes.values()
             assert probe._task is not None and not probe._task.done()
             assert probe.store() is not None  # the lifespan started the rooms' store: it is probed too
-            assert hubs.engine.ok
+            assert hubs.probed.ok
         finally:
             await hubs.stop()
     assert not hubs._probes and probe._task is None

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from starlette_ws.connection import Connection
 from starlette_ws.history import Position, pack
 from starlette_ws.history.memory import MemoryStore
-from starlette_ws.hub import Connection, seal
+from starlette_ws.hub import seal
 from starlette_ws.recovery import RoomStream, recent, removal
 from tests.unit.test_hub import FakeSend, socket
 

@@ -11,8 +11,7 @@ import pytest
 
 from starlette_ws.history import RoomStore
 from starlette_ws.hub import Hub
-from starlette_ws.hubs import RoomOptions, Rooms
-from starlette_ws.recovery import RoomStream
+from starlette_ws.presence import Presence
 
 
 class Published:
@@ -48,9 +47,9 @@ def change(kind: str, client_id: int) -> dict[str, Any]:
 async def test_a_change_while_the_member_list_is_read_gets_another_list() -> None:
     with anyio.fail_after(5):
         hub, store = Published(), SlowMembers()
-        rooms = Rooms(cast(Hub, hub), cast(RoomStore, store), RoomOptions(presence_rate=100.0, presence_burst=1))
+        here = {"c"}  # the room's channel has members here: its announcements are rate-bounded
+        rooms = Presence(cast(Hub, hub), cast(RoomStore, store), 30.0, 100.0, 1, here.__contains__)
         store.present = ["1"]
-        rooms.streams["c"] = RoomStream("r", cast(RoomStore, store))  # members here: rate-bounded
         await rooms.announce("r", "c", change("join", 1))  # within the burst: announced as it is
         store.present = ["1", "2"]
         await rooms.announce("r", "c", change("join", 2))  # past it: a member list, a little later
