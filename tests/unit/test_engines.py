@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import anyio
 import pytest
@@ -30,7 +31,7 @@ from starlette_ws.history.redis import RedisStore
 def test_each_scheme_names_its_backend_and_store(url: str, backend: type, store: type) -> None:
     engine = Engine(url)  # nothing connects until asked to
     assert isinstance(engine.backend(), backend)
-    made = engine.store("p:", 5, 1.0)
+    made: Any = engine.store("p:", 5, 1.0)
     assert isinstance(made, store)
     assert (made.prefix, made.history, made.seconds) == ("p:", 5, 1.0)
     assert engine.in_process is (url == "memory://")
@@ -57,6 +58,7 @@ async def test_a_memory_engine_s_store_publishes_to_its_own_backends_only() -> N
         with anyio.fail_after(2):
             event = await ours.next_published()
         position, payload = unpack(event.message)
+        assert position is not None
         assert (event.channel, position.offset, position.epoch) == (channel, entry.offset, entry.epoch)
         assert json.loads(payload) == {"offset": 1, "epoch": entry.epoch, "text": "hi"}
         with anyio.move_on_after(0.2) as waited:
