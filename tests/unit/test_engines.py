@@ -32,8 +32,8 @@ def test_each_scheme_names_its_backend_and_store(url: str, backend: type, store:
     engine = Engine(url)  # nothing connects until asked to
     assert isinstance(engine.backend(), backend)
     made: Any = engine.store("p:", 5, 1.0)
-    assert isinstance(made, store)
     assert (made.prefix, made.history, made.seconds) == ("p:", 5, 1.0)
+    assert isinstance(made, store)
     assert engine.in_process is (url == "memory://")
 
 
