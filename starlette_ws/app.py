@@ -15,7 +15,7 @@ from starlette_ws.chat import ChatEndpoint
 from starlette_ws.echo import EchoEndpoint
 from starlette_ws.health import health
 from starlette_ws.hosts import TrustedHosts
-from starlette_ws.hubs import Hubs, RoomOptions
+from starlette_ws.hubs import Hubs
 from starlette_ws.items import ItemsEndpoint
 from starlette_ws.ratelimit import ConnectGate, SharedBuckets
 from starlette_ws.rooms import RoomEndpoint, presence, room_page, rooms_page
@@ -34,23 +34,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     verifier = settings.verifier  # a token setting that cannot work fails here, not at the first connection
     templates = Jinja2Templates(directory=settings.templates_dir or pages.package_templates())
     templates.env.globals.update(ITEM_ID=pages.ITEM_ID, CLIENT_ID=pages.CLIENT_ID)
-    hubs = Hubs(
-        settings.broadcast_url,
-        settings.send_queue_bytes,
-        settings.channel_prefix,
-        settings.room_history,
-        settings.room_history_seconds,
-        RoomOptions(
-            presence_ttl=settings.presence_ttl,
-            check_seconds=settings.room_check_seconds,
-            clean_seconds=settings.room_clean_seconds,
-            presence_rate=settings.room_presence_rate,
-            presence_burst=settings.room_presence_burst,
-            connects_at_once=settings.room_connects_at_once,
-            connect_wait=settings.room_connect_wait,
-        ),
-        settings.engine_probe_seconds,
-    )
+    hubs = Hubs(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

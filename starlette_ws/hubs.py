@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 from starlette_ws import metrics
 from starlette_ws.backends import BackendError
@@ -32,6 +31,7 @@ from starlette_ws.logs import Outage
 from starlette_ws.presence import Presence
 from starlette_ws.probe import ANSWERED, Finding, Probe
 from starlette_ws.recovery import RoomStream
+from starlette_ws.settings import Settings
 
 logger = logging.getLogger("starlette_ws.hubs")
 
@@ -43,33 +43,25 @@ class Busy(Exception):
     """Every place for a connection being set up is taken, and none came free in time."""
 
 
-@dataclass(frozen=True, slots=True)
-class RoomOptions:
-    """The rooms' timers and budgets (see `Settings`)."""
-
-    presence_ttl: float = 30.0
-    check_seconds: float = 3.0
-    clean_seconds: float = 30.0
-    presence_rate: float = 5.0
-    presence_burst: int = 20
-    connects_at_once: int = 8
-    connect_wait: float = 2.0
-
-
 class Rooms:
     """What a loop's room connections share: the store, the presence of its members, a stream per
     room with members here (`recovery.RoomStream`), and the timers that look after them."""
 
-    def __init__(self, hub: Hub, store: RoomStore, options: RoomOptions) -> None:
+    def __init__(self, hub: Hub, store: RoomStore, settings: Settings) -> None:
         self.hub = hub
         self.store = store
-        self.options = options
+        self.settings = settings
         self.streams: dict[str, RoomStream] = {}  # by channel
         self.presence = Presence(
-            hub, store, options.presence_ttl, options.presence_rate, options.presence_burst, self.streams.__contains__
+            hub,
+            store,
+            settings.presence_ttl,
+            settings.room_presence_rate,
+            settings.room_presence_burst,
+            self.streams.__contains__,
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self._setting_up = asyncio.Semaphore(options.connects_at_once)
+        self._setting_up = asyncio.Semaphore(settings.room_connects_at_once)
 
     @contextlib.asynccontextmanager
     async def admitting(self) -> AsyncIterator[None]:
@@ -77,7 +69,7 @@ class Rooms:
         at a time, so that a flood of connects leaves the store's pool to the members' messages;
         `Busy` when none comes free within `connect_wait` seconds."""
         try:
-            async with asyncio.timeout(self.options.connect_wait):
+            async with asyncio.timeout(self.settings.room_connect_wait):
                 await self._setting_up.acquire()
         except TimeoutError:
             raise Busy from None
@@ -123,20 +115,20 @@ class Rooms:
         every room with members here is checked against the store (`RoomStream.check`)."""
         loop = asyncio.get_running_loop()
         listening = self.hub.listening
-        due = loop.time() + self.options.check_seconds
+        due = loop.time() + self.settings.room_check_seconds
         while True:
-            await asyncio.sleep(min(LISTENING_POLL, self.options.check_seconds))
+            await asyncio.sleep(min(LISTENING_POLL, self.settings.room_check_seconds))
             now_listening = self.hub.listening
             back, listening = now_listening and not listening, now_listening
             if back or loop.time() >= due:
-                due = loop.time() + self.options.check_seconds
+                due = loop.time() + self.settings.room_check_seconds
                 streams = list(self.streams.values())
                 for at in range(0, len(streams), CHECKS_AT_ONCE):
                     await asyncio.gather(*(stream.check() for stream in streams[at : at + CHECKS_AT_ONCE]))
 
     async def _clean(self) -> None:
         while True:
-            await asyncio.sleep(self.options.clean_seconds)
+            await asyncio.sleep(self.settings.room_clean_seconds)
             try:
                 await self.store.clean()
             except (HistoryError, BackendError) as exc:
@@ -145,22 +137,13 @@ class Rooms:
 
 
 class Hubs:
-    def __init__(
-        self,
-        broadcast_url: str,
-        queue_bytes: int,
-        prefix: str = "starlette-ws:",
-        history: int = 100,
-        seconds: float = 300.0,
-        options: RoomOptions | None = None,
-        probe_seconds: float = 2.0,
-    ) -> None:
-        self.engine = Engine(broadcast_url)
-        self.queue_bytes = queue_bytes
-        self._store_args = (prefix, history, seconds)
-        self.options = options or RoomOptions()
+    """This process's hubs, one per event loop, with their rooms, made as `settings` say."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = Engine(settings.broadcast_url)
+        self._store_args = (settings.channel_prefix, settings.room_history, settings.room_history_seconds)
         self.room_outage = Outage(logger, "Room store not available")
-        self.probe_seconds = probe_seconds
         self._probes: dict[Hub, Probe] = {}
         # memory://: one store for every loop, so that they share one history
         self._shared = self.engine.store(*self._store_args) if self.engine.in_process else None
@@ -230,7 +213,7 @@ class Hubs:
         try:
             store = self._shared or self.engine.store(*self._store_args)
             await store.connect()
-            rooms = self._rooms[hub] = Rooms(hub, store, self.options)
+            rooms = self._rooms[hub] = Rooms(hub, store, self.settings)
             rooms.start()
             return rooms
         finally:
@@ -269,9 +252,11 @@ class Hubs:
 
     async def _start(self, loop: asyncio.AbstractEventLoop) -> Hub:
         try:
-            hub = Hub(self.engine.backend(), self.queue_bytes)
+            hub = Hub(self.engine.backend(), self.settings.send_queue_bytes)
             await hub.start()
-            probe = self._probes[hub] = Probe(hub.backend, lambda: self._store_of(hub), self.probe_seconds)
+            probe = self._probes[hub] = Probe(
+                hub.backend, lambda: self._store_of(hub), self.settings.engine_probe_seconds
+            )
             probe.start()
             for gone in [other for other in self._hubs if other.is_closed()]:
                 self._hubs.pop(gone, None)

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import AsyncIterator
 
 import asyncpg
 
@@ -77,11 +78,10 @@ class PostgresBackend:
             retry_max,
             lost=f"the LISTEN connection to PostgreSQL at {self.address}",
         )
-        self._retry.stopped.set()  # until connect()
 
     @property
     def connected(self) -> bool:
-        return not self._retry.stopped.is_set()
+        return self._retry.running
 
     @property
     def listening(self) -> bool:
@@ -89,7 +89,7 @@ class PostgresBackend:
 
     async def connect(self) -> None:
         """Reach PostgreSQL once; a server that is not there at start-up is a configuration error."""
-        self._retry.stopped.clear()
+        self._retry.start()
         try:
             self._pool = await open_pool(self.url, self.timeout, self.pool_size)
             await self._listen()
@@ -99,7 +99,7 @@ class PostgresBackend:
 
     async def disconnect(self) -> None:
         """Close everything; a pending `next_published` then raises `BackendError`."""
-        self._retry.stopped.set()
+        self._retry.stop()
         self._wakeup.set()
         listener, self._listener = self._listener, None
         pool, self._pool = self._pool, None
@@ -118,27 +118,26 @@ class PostgresBackend:
 
     async def subscribe(self, channel: str) -> None:
         check_channel(channel)
-        async with self._lock:
-            if channel in self._channels:
-                return
-            self._channels.add(channel)
-            listener = self._listener
-            if listener is not None:
-                try:
-                    # asyncpg quotes the name as an identifier: LISTEN "name" ("" for ").
-                    await listener.add_listener(channel, self._on_notification)
-                except ERRORS as exc:
-                    self._drop_listener(listener, exc)
+        await self._listen_to(channel, True)
 
     async def unsubscribe(self, channel: str) -> None:
+        await self._listen_to(channel, False)
+
+    async def _listen_to(self, channel: str, listen: bool) -> None:
+        """LISTEN (or UNLISTEN) on the listener now, if there is one; a new listener takes every
+        channel in `_channels` anyway. asyncpg quotes the name as an identifier: "name" ("" for ")."""
         async with self._lock:
-            if channel not in self._channels:
+            if (channel in self._channels) is listen:
                 return
-            self._channels.discard(channel)
+            if listen:
+                self._channels.add(channel)
+            else:
+                self._channels.discard(channel)
             listener = self._listener
             if listener is not None:
+                change = listener.add_listener if listen else listener.remove_listener
                 try:
-                    await listener.remove_listener(channel, self._on_notification)
+                    await change(channel, self._on_notification)
                 except ERRORS as exc:
                     self._drop_listener(listener, exc)
 
@@ -149,39 +148,39 @@ class PostgresBackend:
                 f"message of {size} bytes not sent: PostgreSQL NOTIFY carries under {MAX_PAYLOAD} bytes (UTF-8)"
             )
         check_channel(channel)
-        pool = self._pool
-        if pool is None:
-            raise BackendError("the PostgreSQL backend is not connected")
-        try:
-            connection = await pool.acquire(timeout=self.timeout)
-        except ERRORS as exc:
-            raise BackendError(f"cannot publish to PostgreSQL at {self.address}: {self._reason(exc)}") from exc
-        try:
-            await connection.execute("SELECT pg_notify($1, $2)", channel, message, timeout=self.timeout)
-        except ERRORS as exc:
-            connection.terminate()  # whatever went wrong, its next user would wait on it again
-            # A server error aborts the transaction, and asyncpg's own errors come before the
-            # query is written: only a lost or silent connection leaves the outcome open.
-            if isinstance(exc, UNCONFIRMED):
-                raise PublishUncertain(f"sent to PostgreSQL at {self.address}, then {self._reason(exc)}") from exc
-            raise BackendError(f"cannot publish to PostgreSQL at {self.address}: {self._reason(exc)}") from exc
-        finally:
-            with contextlib.suppress(*ERRORS):
-                await pool.release(connection, timeout=self.timeout)
+        failed = f"cannot publish to PostgreSQL at {self.address}"
+        async with self._pooled(failed) as connection:
+            try:
+                await connection.execute("SELECT pg_notify($1, $2)", channel, message, timeout=self.timeout)
+            except ERRORS as exc:
+                connection.terminate()  # whatever went wrong, its next user would wait on it again
+                # A server error aborts the transaction, and asyncpg's own errors come before the
+                # query is written: only a lost or silent connection leaves the outcome open.
+                if isinstance(exc, UNCONFIRMED):
+                    raise PublishUncertain(f"sent to PostgreSQL at {self.address}, then {self._reason(exc)}") from exc
+                raise BackendError(f"{failed}: {self._reason(exc)}") from exc
 
     async def ping(self) -> None:
         """`SELECT 1` on a pooled connection within `timeout`, or `BackendError`."""
+        failed = f"PostgreSQL at {self.address} does not answer"
+        async with self._pooled(failed) as connection:
+            try:
+                await select_one(connection, self.timeout)
+            except ERRORS as exc:
+                raise BackendError(f"{failed}: {self._reason(exc)}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _pooled(self, failed: str) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection, released after; `BackendError` (`failed`: why) when none comes in time."""
         pool = self._pool
         if pool is None:
             raise BackendError("the PostgreSQL backend is not connected")
         try:
             connection = await pool.acquire(timeout=self.timeout)
         except ERRORS as exc:
-            raise BackendError(f"PostgreSQL at {self.address} does not answer: {self._reason(exc)}") from exc
+            raise BackendError(f"{failed}: {self._reason(exc)}") from exc
         try:
-            await select_one(connection, self.timeout)
-        except ERRORS as exc:
-            raise BackendError(f"PostgreSQL at {self.address} does not answer: {self._reason(exc)}") from exc
+            yield connection
         finally:
             with contextlib.suppress(*ERRORS):
                 await pool.release(connection, timeout=self.timeout)

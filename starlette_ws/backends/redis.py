@@ -114,11 +114,10 @@ class RedisBackend:
         self._confirmations: dict[str, asyncio.Future[None]] = {}
         self._listening = False
         self._retry = Reconnector(logger, f"Redis at {self.address}", retry_min, retry_max)
-        self._retry.stopped.set()  # until connect()
 
     @property
     def connected(self) -> bool:
-        return not self._retry.stopped.is_set()
+        return self._retry.running
 
     @property
     def listening(self) -> bool:
@@ -129,7 +128,7 @@ class RedisBackend:
         # The subscriber's recovery belongs to next_published.
         self._publisher = client_for(self.url, self.timeout, protocol=2)
         self._subscriber = client_for(self.url, self.timeout, encoding_errors="replace")
-        self._retry.stopped.clear()
+        self._retry.start()
         try:
             await self._publisher.ping()
             self._pubsub = await self._open_pubsub()
@@ -139,7 +138,7 @@ class RedisBackend:
 
     async def disconnect(self) -> None:
         """Close everything; a pending `next_published` then raises `BackendError`."""
-        self._retry.stopped.set()
+        self._retry.stop()
         pubsub, self._pubsub = self._pubsub, None
         read, self._read = self._read, None
         if read is not None:

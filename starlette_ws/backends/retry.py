@@ -15,7 +15,8 @@ from starlette_ws import metrics
 class Reconnector:
     """Backoff with jitter (`retry_min` doubling up to `retry_max`), one warning per outage.
 
-    `stopped` is set when the backend disconnects: it cuts a pause short and ends the retries.
+    It runs from `start` (the backend connects) to `stop` (it disconnects): `stopped` is set
+    meanwhile, which cuts a pause short and ends the retries.
     """
 
     def __init__(
@@ -27,10 +28,21 @@ class Reconnector:
         self.retry_min = retry_min
         self.retry_max = retry_max
         self.stopped = asyncio.Event()
+        self.stopped.set()  # until start()
         self._down_since: float | None = None
         backend = logger.name.rpartition(".")[2]  # starlette_ws.backends.redis -> redis
         self._outages = metrics.BACKEND_OUTAGES.labels(backend=backend)
         self._reconnects = metrics.BACKEND_RECONNECTS.labels(backend=backend)
+
+    @property
+    def running(self) -> bool:
+        return not self.stopped.is_set()
+
+    def start(self) -> None:
+        self.stopped.clear()
+
+    def stop(self) -> None:
+        self.stopped.set()
 
     def lost(self, reason: BaseException | str) -> None:
         if self._down_since is None:

@@ -79,15 +79,13 @@ class PostgresStore:
         try:
             self._pool = await open_pool(self.url, self.timeout, self.pool_size)
             await self._create_tables()
-        except HistoryError:
+        except BaseException as exc:  # nothing half-connected is kept, whatever went wrong
             await self.disconnect()
+            if isinstance(exc, asyncpg.PostgresError):  # reached, then refused (a role that may not CREATE)
+                raise HistoryError(f"PostgreSQL at {self.address} cannot create {TABLES}: {self._reason(exc)}") from exc
+            if isinstance(exc, ERRORS):
+                raise HistoryError(f"PostgreSQL at {self.address} is unreachable: {self._reason(exc)}") from exc
             raise
-        except asyncpg.PostgresError as exc:  # reached, then refused (a role that may not CREATE)
-            await self.disconnect()
-            raise HistoryError(f"PostgreSQL at {self.address} cannot create {TABLES}: {self._reason(exc)}") from exc
-        except ERRORS as exc:
-            await self.disconnect()
-            raise HistoryError(f"PostgreSQL at {self.address} is unreachable: {self._reason(exc)}") from exc
 
     async def disconnect(self) -> None:
         pool, self._pool = self._pool, None

@@ -99,7 +99,7 @@ async def test_the_room_store_is_probed_once_there_is_one() -> None:
 
 @pytest.mark.anyio
 async def test_hubs_probe_from_their_start_to_their_stop() -> None:
-    hubs = Hubs("memory://", 1000, probe_seconds=SECONDS)
+    hubs = Hubs(Settings(send_queue_bytes=1000, engine_probe_seconds=SECONDS))
     with anyio.fail_after(5):
         await hubs.start()
         try:
