@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from harness.git import commit
+
 # The report builder (comparison/report.py) still imports these three from here.
 from harness.net import accepts as accepts
 from harness.net import free_port as free_port
@@ -53,9 +55,10 @@ def versions(names: Iterable[str]) -> dict[str, str]:
 
 
 def machine(packages: Iterable[str]) -> dict[str, Any]:
-    """The run's date, the interpreter, the system and the versions of `packages`."""
+    """The run's date, the commit it measured, the interpreter, the system and the versions of `packages`."""
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": commit(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),

@@ -24,6 +24,7 @@ from typing import Any
 from websockets.sync.client import connect
 
 from comparison.report.markdown import scrub
+from harness.git import commit
 from harness.servers import UvicornServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,10 +156,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--startup-runs", type=int, default=STARTUP_RUNS)
     parser.add_argument("--out", type=Path, default=RESULTS / "timing.json")
     args = parser.parse_args(argv)
-    started = time.monotonic()
+    started, measured = time.monotonic(), commit()
     found = measure(args.import_runs, args.startup_runs)
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": measured,
         "python": sys.version.split()[0],
         "import_runs": args.import_runs,
         "startup_runs": args.startup_runs,

@@ -1,4 +1,4 @@
-"""Screenshots of every page in use, for the README: `make screenshots`.
+"""Screenshots of every page in use, for the README and docs/: `make screenshots`.
 
 Starts the app under a real uvicorn on a free port, drives each page in Debian's Chromium through
 the same Playwright set-up as the browser tests (tests/browser/chromium.py), and writes PNGs to
@@ -9,13 +9,46 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness.servers import UvicornServer  # noqa: E402
 from tests.browser import chromium, ui  # noqa: E402
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, Page
+
+
+def shoot_rooms(context: BrowserContext, shoot: Callable[[Page, str], None]) -> None:
+    """A room in use (`lobby`, two members and a few lines), then the rooms list that shows it."""
+    alice, bob = context.new_page(), context.new_page()
+    alice.goto("/rooms/lobby")
+    ui.wait_status(alice, "open")
+    bob.goto("/rooms/lobby")
+    ui.wait_status(bob, "open")
+    first, second = ui.chat_id(alice), ui.chat_id(bob)
+    members = ", ".join(str(member) for member in sorted((first, second)))
+    for page in (alice, bob):
+        page.wait_for_function("shown => document.getElementById('members').textContent === shown", arg=members)
+    for page, client, text in (
+        (alice, first, "Hello, lobby!"),
+        (bob, second, "Hi! I came in after you."),
+        (alice, first, "Drop your connection: whatever is said meanwhile comes back when you return."),
+    ):
+        ui.send(page, text)
+        for reader in (alice, bob):
+            ui.wait_message(reader, f"Client #{client}: {text}")
+    shoot(alice, "room")
+    listing = context.new_page()
+    listing.goto("/rooms")
+    listing.locator("#rooms a", has_text="lobby").wait_for()
+    shoot(listing, "rooms")
+    for page in (alice, bob, listing):
+        page.close()
 
 
 def main() -> int:
@@ -26,7 +59,7 @@ def main() -> int:
     if problem is not None:
         print(f"screenshots: {problem}", file=sys.stderr)
         return 1
-    from playwright.sync_api import Page, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
 
@@ -42,6 +75,8 @@ def main() -> int:
         page = context.new_page()
         page.goto("/")
         shoot(page, "index")
+
+        shoot_rooms(context, shoot)
 
         page.goto("/echo")
         ui.wait_status(page, "open")

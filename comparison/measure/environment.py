@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import platform
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from harness.git import commit
+
 ROOT = Path(__file__).resolve().parent.parent.parent
-# What `make compare` writes: not counted as uncommitted changes of the commit measured.
-OUTPUTS = (":!comparison/results", ":!comparison/REPORT.md", ":!comparison/charts")
 DEFLATE_DEFAULT = re.compile(r"^WS_PER_MESSAGE_DEFLATE\s*\?=\s*(\S+)", re.M)
 
 
@@ -37,14 +36,9 @@ def memory_total() -> str:
 
 
 def git_state() -> dict[str, Any]:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", ".", *OUTPUTS], cwd=ROOT, capture_output=True, text=True
-        )
-    except OSError:
-        return {"commit": None, "dirty": None}
-    return {"commit": head.stdout.strip() or None, "dirty": bool(dirty.stdout.strip())}
+    """The commit measured (`harness.git.commit`: `+dirty` with uncommitted changes to tracked files)."""
+    measured = commit()
+    return {"commit": measured.removesuffix("+dirty"), "dirty": measured.endswith("+dirty")}
 
 
 def run_deflate_default(makefile: Path) -> bool | None:

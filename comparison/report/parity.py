@@ -57,6 +57,7 @@ class Parity:
     timestamp: str
     source: str
     contract: Contract
+    meta: dict[str, str] = field(default_factory=dict)  # the suite's date, and its commit where recorded
 
 
 def contract_from(data: dict[str, Any] | None) -> Contract:
@@ -78,8 +79,9 @@ def properties(case: ET.Element) -> list[tuple[str, str]]:
     return [(found.get("name", ""), found.get("value", "")) for found in case.iter("property")]
 
 
-def read_junit(path: Path) -> tuple[list[TestRun], str]:
-    """Every <testcase> of a pytest JUnit file, and the suite's timestamp."""
+def read_junit(path: Path) -> tuple[list[TestRun], str, dict[str, str]]:
+    """Every <testcase> of a pytest JUnit file, the suite's timestamp, and its date and commit (the
+    `commit` and `commit_note` properties of the suite, where the run recorded them)."""
     root = ET.parse(path).getroot()
     suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
     runs = []
@@ -90,7 +92,10 @@ def read_junit(path: Path) -> tuple[list[TestRun], str]:
         description = next((text for name, text in found if name == "description"), "")
         runs.append(TestRun(case.get("classname", ""), function, rest.rstrip("]"), outcome_of(case), keys, description))
     timestamp = suites[0].get("timestamp", "") if suites else ""
-    return runs, timestamp
+    suite = suites[0].find("properties") if suites else None
+    recorded = dict(properties(suite)) if suite is not None else {}
+    meta = {"date": timestamp} | {key: recorded[key] for key in ("commit", "commit_note") if key in recorded}
+    return runs, timestamp, meta
 
 
 def part_of(run: TestRun) -> str:
@@ -126,8 +131,8 @@ def row_order(row: ParityRow) -> tuple[str, bool, int, str]:
 def read_parity(path: Path, contract: Contract) -> Parity | None:
     if not path.exists():
         return None
-    runs, timestamp = read_junit(path)
-    return Parity(runs, parity_rows(runs, contract), timestamp, relative(path), contract)
+    runs, timestamp, meta = read_junit(path)
+    return Parity(runs, parity_rows(runs, contract), timestamp, relative(path), contract, meta)
 
 
 def untested_b_rows(parity: Parity) -> list[tuple[str, BRow]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +62,40 @@ def ratio(medians: Medians, scenario: str, metric: str, other: str) -> float | N
 def cross_ratio(medians: Medians, scenario: str, base: str, metric: str, app: str = OURS) -> float | None:
     """One app's figure in `scenario` divided by its figure in `base`."""
     return stats.ratio(value(medians, scenario, app, metric), value(medians, base, app, metric))
+
+
+def measured(meta: Mapping[str, Any] | None, source: str) -> str:
+    """A section's first line: the result file its figures come from, the commit and the date."""
+    if meta is None:
+        return f"*No `{source}`: not measured.*"
+    commit = str(meta.get("commit") or "unknown")
+    date = meta.get("date") or "an unrecorded date"
+    if commit == "unknown":
+        at = "an unrecorded commit"
+    elif commit.endswith("+dirty"):
+        at = f"commit `{commit.removesuffix('+dirty')[:7]}` with uncommitted changes"
+    else:
+        at = f"commit `{commit[:7]}`"
+    if meta.get("commit_note"):
+        return (
+            f"*`{source}`: measured on {date}; the run did not record its commit, the file was checked in with {at}.*"
+        )
+    return f"*`{source}`: measured at {at}, on {date}.*"
+
+
+def environment_meta(environment: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The measure step's date and commit (environment.json), shaped as a benchmark's `meta`."""
+    if environment is None:
+        return None
+    git = environment.get("git", {})
+    commit = str(git.get("commit") or "unknown")
+    dirty = "+dirty" if git.get("dirty") and commit != "unknown" else ""
+    return {"date": environment.get("date"), "commit": commit + dirty}
+
+
+def meta_of(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A result file's `meta` (an empty one when the file has none)."""
+    if data is None:
+        return None
+    meta = data.get("meta")
+    return dict(meta) if isinstance(meta, dict) else {}

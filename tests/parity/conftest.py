@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import pytest
 
+from harness.git import commit
 from harness.servers import UvicornServer
 
 OURS = "starlette_ws.app:app"
@@ -34,6 +35,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         paragraph.append(line)
     if paragraph:
         item.user_properties.append(("description", " ".join(" ".join(paragraph).split())))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tested_commit(record_testsuite_property: Callable[[str, object], None]) -> None:
+    """The commit this run tested, a property of the JUnit XML's suite (the report prints it)."""
+    record_testsuite_property("commit", commit())
 
 
 @pytest.fixture(scope="session")
