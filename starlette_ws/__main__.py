@@ -11,7 +11,6 @@ from pathlib import Path
 import jwt
 
 from starlette_ws import server, tokens
-from starlette_ws.rooms import parse_client_id
 from starlette_ws.settings import Settings
 
 COMMANDS = ("serve", "token")
@@ -55,6 +54,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
 
 
 def make_token(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from starlette_ws.rooms import parse_client_id  # not before `serve` empties the metrics directory
+
     settings = Settings.from_environ()
     try:
         sub = parse_client_id(args.sub)

@@ -17,13 +17,14 @@ import tempfile
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from starlette.applications import Starlette
 
-from starlette_ws.app import create_app
 from starlette_ws.settings import Settings, share_metrics_dir
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 FACTORY = "starlette_ws.app:create_app"  # what each of several workers imports and calls
 HTTP_PROTOCOL = "starlette_ws.protocol:HttpProtocol"
@@ -194,9 +195,15 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             share_metrics_dir(directory)
             settings = dataclasses.replace(settings, metrics_dir=directory)
         # One worker serves the app made here; several each make their own from the environment
-        # (uvicorn needs an import string), which is checked here first.
-        app: Starlette | str = create_app(settings) if args.workers == 1 else FACTORY
-        if args.workers > 1:
+        # (uvicorn needs an import string), which is checked here first. The app is imported only
+        # now: prometheus_client opens this process's files in the metrics directory when the
+        # metrics are made, and they must not be among the files emptied above.
+        app: Starlette | str = FACTORY
+        if args.workers == 1:
+            from starlette_ws.app import create_app
+
+            app = create_app(settings)
+        else:
             settings.verifier  # noqa: B018 - a token setting that cannot work fails here, once
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
