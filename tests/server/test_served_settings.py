@@ -57,6 +57,7 @@ def test_the_command_serves_with_its_protocols_settings_and_metrics(workers: int
     with CommandServer(env=env, workers=workers) as server:
         assert HANDSHAKE_TIMEOUT - 0.1 < idle_for(server.port) < HANDSHAKE_TIMEOUT + 1
         with connect(f"{server.ws_url}/ws", open_timeout=5, compression="deflate") as websocket:
+            assert websocket.response is not None
             assert websocket.response.headers.get("Sec-WebSocket-Extensions") is None  # declined
             websocket.send("hi")
             assert websocket.recv(timeout=5) == "Message text was: hi"
@@ -74,6 +75,7 @@ def test_the_command_accepts_deflate_when_asked() -> None:
         CommandServer(args=["--ws-per-message-deflate"]) as server,
         connect(f"{server.ws_url}/ws", open_timeout=5, compression="deflate") as websocket,
     ):
+        assert websocket.response is not None
         assert "permessage-deflate" in websocket.response.headers.get("Sec-WebSocket-Extensions", "")
 
 
