@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from starlette.applications import Starlette
 from starlette.middleware.gzip import GZipMiddleware
 from uvicorn.config import Config
@@ -21,7 +22,8 @@ def loaded(app: object, **options: object) -> Config:
     return config
 
 
-def test_protocols_take_their_limits_from_the_served_apps_settings() -> None:
+@pytest.mark.anyio
+async def test_protocols_take_their_limits_from_the_served_apps_settings() -> None:
     config = loaded(create_app(SHORT))
     assert settings_for(config) is SHORT
     assert HttpProtocol(config, ServerState(), {}).handshake_timeout == 0.5
