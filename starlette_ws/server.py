@@ -15,12 +15,12 @@ import os
 import resource
 import tempfile
 from collections.abc import Callable
-from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from starlette_ws.logs import LOG_CONFIG
 from starlette_ws.settings import Settings, share_metrics_dir
 
 if TYPE_CHECKING:
@@ -111,10 +111,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="uvicorn's log level (default: the log config's)")
 
 
-def package_log_config() -> Path:
-    return Path(str(files("starlette_ws").joinpath("logging.json")))
-
-
 def open_files_limit() -> int:
     """This process's open-files limit, first raised to its hard limit where allowed (workers inherit it)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -177,7 +173,7 @@ def options(args: argparse.Namespace, settings: Settings, limit: int) -> dict[st
         "http": HTTP_PROTOCOL,
         "ws": WS_PROTOCOL,
         "limit_concurrency": limit,
-        "log_config": str(args.log_config or package_log_config()),
+        "log_config": str(args.log_config or LOG_CONFIG),
         "log_level": args.log_level,
         "ws_max_size": settings.max_message_bytes,
         "ws_per_message_deflate": args.ws_per_message_deflate,

@@ -87,3 +87,10 @@ def test_a_metrics_dir_prometheus_client_does_not_write_to_is_refused() -> None:
     )
     assert result.returncode == 1
     assert "ValueError" in result.stderr and "set PROMETHEUS_MULTIPROC_DIR in the environment" in result.stderr
+
+
+def test_the_server_command_imports_no_metrics_before_it_empties_their_directory() -> None:
+    # prometheus_client opens this process's files there as the metrics are made
+    result = run("import sys, starlette_ws.__main__; print(sorted(m for m in sys.modules if 'prometheus' in m))")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -10,6 +10,7 @@ import pytest
 
 from starlette_ws import server
 from starlette_ws.__main__ import main
+from starlette_ws.logs import LOG_CONFIG
 from starlette_ws.settings import Settings
 
 
@@ -29,7 +30,7 @@ def test_the_defaults_are_make_runs() -> None:
         "http": "starlette_ws.protocol:HttpProtocol",
         "ws": "starlette_ws.protocol:WebSocketProtocol",
         "limit_concurrency": 900,
-        "log_config": str(server.package_log_config()),
+        "log_config": str(LOG_CONFIG),
         "log_level": None,
         "ws_max_size": 64 * 1024,
         "ws_per_message_deflate": False,
