@@ -40,8 +40,8 @@ run: export ALLOWED_HOSTS ?= $(HOST),localhost,127.0.0.1,[::1]
 # uvicorn with our protocol classes (starlette_ws/protocol.py); the open-files limit is raised to
 # its hard limit where allowed, and connections are capped below it (503 and a log line past it).
 # With several workers each writes its metrics to files in one directory, emptied at each start
-# (PROMETHEUS_MULTIPROC_DIR if set, else one per port under .venv), and a scrape of /metrics
-# answered by any worker sums them all (prometheus_client's multiprocess mode).
+# (PROMETHEUS_MULTIPROC_DIR if set, else one per port under the temporary directory), and a scrape
+# of /metrics answered by any worker sums them all (prometheus_client's multiprocess mode).
 # A room token signed with ROOMS_TOKEN_SECRET, and the room page's URL with it:
 # make token SUB=42 ROOMS='team-*' ROOM=team-a (ROOMS: a pattern the token may join and send in).
 SUB ?= 1
@@ -53,16 +53,9 @@ token: install
 		echo "$$token" && echo "http://$(HOST):$(PORT)/rooms/$(ROOM)?token=$$token"
 
 run: install
-	ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
-	limit="$(LIMIT_CONCURRENCY)"; [ -n "$$limit" ] || limit=$$(( $$(ulimit -n) - $(FD_RESERVE) )); \
-	if [ "$(WORKERS)" -gt 1 ] || [ -n "$${PROMETHEUS_MULTIPROC_DIR:-}" ]; then \
-		dir="$${PROMETHEUS_MULTIPROC_DIR:-$(abspath $(VENV))/prometheus-$(PORT)}"; \
-		mkdir -p "$$dir" && rm -f "$$dir"/*.db && export PROMETHEUS_MULTIPROC_DIR="$$dir" || exit 1; \
-	fi; \
-	exec $(BIN)/uvicorn starlette_ws.app:app --host $(HOST) --port $(PORT) --workers $(WORKERS) \
-		--http starlette_ws.protocol:HttpProtocol --ws starlette_ws.protocol:WebSocketProtocol \
-		--limit-concurrency "$$limit" --log-config $(LOG_CONFIG) \
-		--ws-max-size $(MAX_MESSAGE_BYTES) --timeout-graceful-shutdown $(GRACEFUL_TIMEOUT) \
+	exec $(BIN)/starlette-ws --host $(HOST) --port $(PORT) --workers $(WORKERS) \
+		$(if $(LIMIT_CONCURRENCY),--limit-concurrency $(LIMIT_CONCURRENCY)) --fd-reserve $(FD_RESERVE) \
+		--log-config $(LOG_CONFIG) --timeout-graceful-shutdown $(GRACEFUL_TIMEOUT) \
 		--ws-per-message-deflate $(WS_PER_MESSAGE_DEFLATE)
 
 test: install system-deps

@@ -15,7 +15,16 @@ from typing import Any
 
 from harness.net import HOST, accepts, free_port, kill_group, stop_process, wait_for_port, wait_until
 
-__all__ = ["PROTOCOL_ARGS", "ROOT", "UvicornServer", "errors_in", "free_port", "health", "wait_for_port"]
+__all__ = [
+    "PROTOCOL_ARGS",
+    "ROOT",
+    "CommandServer",
+    "UvicornServer",
+    "errors_in",
+    "free_port",
+    "health",
+    "wait_for_port",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 # uvicorn's protocols as `make run` serves them (starlette_ws/protocol.py), for our app and the
@@ -164,3 +173,24 @@ class UvicornServer:
         self.stop()
         if self._own_log:
             self.log_path.unlink(missing_ok=True)
+
+
+class CommandServer(UvicornServer):
+    """The server command (`python -m starlette_ws`, or `program`: the `starlette-ws` script) on
+    127.0.0.1, started, awaited and stopped as `UvicornServer` does; `args` go to the command."""
+
+    def __init__(
+        self,
+        program: Sequence[str] = (sys.executable, "-m", "starlette_ws"),
+        *,
+        args: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__("starlette_ws.app:create_app", args=args, protocols=False, **kwargs)
+        self.program = list(program)
+
+    def command(self) -> list[str]:
+        command = [*self.program, "--host", HOST, "--port", str(self.port), "--workers", str(self.workers)]
+        if self.log_level is not None:
+            command += ["--log-level", self.log_level]
+        return command + self.args

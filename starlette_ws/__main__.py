@@ -1,4 +1,5 @@
-"""`python -m starlette_ws token ...`: a room token made with this environment's settings."""
+"""`starlette-ws` / `python -m starlette_ws`: `serve` (the default) serves the demos (`server`),
+`token` prints a room token made with this environment's settings."""
 
 from __future__ import annotations
 
@@ -9,14 +10,31 @@ from pathlib import Path
 
 import jwt
 
-from starlette_ws import tokens
-from starlette_ws.rooms import parse_client_id
+from starlette_ws import server, tokens
 from starlette_ws.settings import Settings
 
+COMMANDS = ("serve", "token")
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m starlette_ws")
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """The command line: `[serve] [options]` or `token [options]` (prog: argv[0]'s name by default)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if not words or words[0] not in (*COMMANDS, "-h", "--help"):
+        words.insert(0, "serve")  # serving is the default
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=server.DESCRIPTION,
+        epilog="Serving is the default: `%(prog)s --port 8001` is `%(prog)s serve --port 8001`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve the demos (the default)",
+        description=server.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    server.add_arguments(serve)
     token = commands.add_parser(
         "token",
         help="print a room token signed with ROOMS_TOKEN_SECRET (or --private-key)",
@@ -29,7 +47,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds until it expires (default 3600)")
     token.add_argument("--private-key", type=Path, help="a PEM private key file (RS256 or ES256 servers)")
     token.add_argument("--algorithm", help="default: HS256 with a secret, RS256 with an RSA key, else ES256")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
+    if args.command == "serve":
+        return server.serve(args, serve)
+    return make_token(args, token)
+
+
+def make_token(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from starlette_ws.rooms import parse_client_id  # not before `serve` empties the metrics directory
+
     settings = Settings.from_environ()
     try:
         sub = parse_client_id(args.sub)
@@ -74,4 +100,4 @@ def _is_rsa(pem: str) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="python -m starlette_ws"))

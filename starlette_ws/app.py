@@ -1,3 +1,10 @@
+"""`create_app(settings)`: the demos as one Starlette app; `app`, the one made from the environment.
+
+`app` is made when first asked for (`from starlette_ws.app import app`, `uvicorn
+starlette_ws.app:app`), so that importing this module reads nothing; `uvicorn --factory
+starlette_ws.app:create_app` makes a fresh one.
+"""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,6 +39,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """
     settings = settings or Settings.from_environ()
     verifier = settings.verifier  # a token setting that cannot work fails here, not at the first connection
+    if settings.metrics:
+        metrics.check_metrics_dir(settings.metrics_dir)
     templates = Jinja2Templates(directory=settings.templates_dir or pages.package_templates())
     templates.env.globals.update(ITEM_ID=pages.ITEM_ID, CLIENT_ID=pages.CLIENT_ID)
     hubs = Hubs(settings)
@@ -40,7 +49,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         secret_filter = logs.install()
         # With several workers, each writes its counts for the others' scrapes once a second.
-        flushing = asyncio.create_task(metrics.flushing()) if metrics.MULTIPROC_DIR and settings.metrics else None
+        flushing = asyncio.create_task(metrics.flushing()) if settings.metrics_dir and settings.metrics else None
         try:
             await hubs.start()
             try:
@@ -86,4 +95,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
-app = create_app()
+app: Starlette  # made on first access, by `__getattr__`
+
+
+def __getattr__(name: str) -> Starlette:
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    made = globals()["app"] = create_app()
+    return made

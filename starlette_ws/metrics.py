@@ -1,9 +1,10 @@
 """Prometheus metrics: every metric object, and `GET /metrics`.
 
 The objects live at module level, so each process registers them once however many apps it
-creates. With several workers, `PROMETHEUS_MULTIPROC_DIR` (set before this module is imported:
-`make run WORKERS=N` does it) makes every worker write its values to files there, and a scrape
-answered by any worker sums them all.
+creates. With several workers, `PROMETHEUS_MULTIPROC_DIR` (set before prometheus_client is first
+imported: the server command does it) makes every worker write its values to files there, and a
+scrape answered by any worker sums them all (the app's `Settings.metrics_dir`, read from the same
+variable, says where to read them).
 
 Per-message counts cost a plain addition: they are kept in a `Tally` (bound once per endpoint
 class, `counts_for`) and added to their Prometheus counter when flushed, before each scrape and,
@@ -20,6 +21,7 @@ import functools
 import os
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from prometheus_client import (
@@ -31,13 +33,12 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from starlette.requests import Request
 from starlette.responses import Response
 
 from starlette_ws.params import Error
-
-MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 CONNECTIONS_OPEN = Gauge(
     "starlette_ws_connections_open",
@@ -230,15 +231,28 @@ def refused(errors: Iterable[Error]) -> None:
         HANDSHAKES_REFUSED.labels(reason=reason).inc()
 
 
-def scrape(request: Request) -> Response:
-    """`GET /metrics`: this process's metrics, or with several workers every worker's, summed."""
+def check_metrics_dir(directory: Path | None) -> None:
+    """A clear error when the app is told of a multiprocess directory prometheus_client does not
+    write to: its mode is chosen from the environment when it is first imported."""
+    if directory is not None and not getattr(values.ValueClass, "_multiprocess", False):
+        raise ValueError(
+            f"metrics_dir is {str(directory)!r} but prometheus_client is not in multiprocess mode:"
+            " set PROMETHEUS_MULTIPROC_DIR in the environment before the process starts"
+        )
+
+
+async def scrape(request: Request) -> Response:
+    """`GET /metrics`: this process's metrics, or with several workers every worker's, summed.
+
+    On the event loop, as the tallies are counted there: a flush in another thread could lose counts."""
     flush()
-    if MULTIPROC_DIR is None:
+    directory: Path | None = request.app.state.settings.metrics_dir
+    if directory is None:
         registry = REGISTRY
     else:
-        forget_dead(MULTIPROC_DIR)
+        forget_dead(str(directory))
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, MULTIPROC_DIR)  # type: ignore[no-untyped-call]
+        multiprocess.MultiProcessCollector(registry, str(directory))  # type: ignore[no-untyped-call]
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

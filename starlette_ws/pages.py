@@ -22,8 +22,15 @@ DEMOS = {
 
 
 def package_templates() -> Path:
-    """The pages the package ships (the repo's templates/, mapped by setup.cfg), where installed."""
-    return Path(str(files("starlette_ws.templates")))
+    """The pages the package ships: `starlette_ws.templates` once installed (setup.cfg maps the
+    checkout's templates/ to it), else, run from a checkout that is not installed, that folder."""
+    try:
+        return Path(str(files("starlette_ws.templates")))
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parent.parent / "templates"
+        if not checkout.is_dir():
+            raise RuntimeError(f"starlette_ws.templates is not installed and {checkout} does not exist") from None
+        return checkout
 
 
 def render(request: Request, name: str, context: dict[str, Any] | None = None) -> Response:

@@ -10,6 +10,8 @@ from starlette.datastructures import CommaSeparatedStrings
 
 from starlette_ws.tokens import Verifier
 
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -30,6 +32,10 @@ class Settings:
     # Your own pages in place of the ones the package ships (None: the package's).
     templates_dir: Path | None = None
     metrics: bool = True  # GET /metrics, and the per-connection counts behind it
+    # With several workers: the directory where each writes its metrics for the others' scrapes.
+    # prometheus_client reads PROMETHEUS_MULTIPROC_DIR itself when first imported, so the variable
+    # must be set before then (the server command sets it, `share_metrics_dir`).
+    metrics_dir: Path | None = None
     # Rooms: each keeps its last ROOM_HISTORY messages younger than ROOM_HISTORY_SECONDS; a member
     # whose process stops refreshing it is gone after PRESENCE_TTL seconds. CHANNEL_PREFIX keeps
     # deployments that share one engine apart.
@@ -104,6 +110,7 @@ class Settings:
             ws_max_fragments=config("WS_MAX_FRAGMENTS", cast=int, default=default.ws_max_fragments),
             templates_dir=_path_or_none(config("TEMPLATES_DIR", default="")),
             metrics=config("METRICS", cast=bool, default=default.metrics),
+            metrics_dir=_path_or_none(config(METRICS_DIR_VARIABLE, default="")),
             room_history=config("ROOM_HISTORY", cast=int, default=default.room_history),
             room_history_seconds=config("ROOM_HISTORY_SECONDS", cast=float, default=default.room_history_seconds),
             presence_ttl=config("PRESENCE_TTL", cast=float, default=default.presence_ttl),
@@ -128,6 +135,12 @@ class Settings:
             api_keys=tuple(key for key in config("API_KEYS", cast=CommaSeparatedStrings, default="") if key),
             debug=config("DEBUG", cast=bool, default=False),
         )
+
+
+def share_metrics_dir(path: Path) -> None:
+    """Put the multiprocess metrics directory in this process's environment, for the workers it
+    starts (they inherit it, and their prometheus_client reads it when first imported)."""
+    os.environ[METRICS_DIR_VARIABLE] = str(path)
 
 
 def _pem(value: str) -> str:
