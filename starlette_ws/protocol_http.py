@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 import httptools
-from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.server import ServerState
 
-from starlette_ws.served import address, logger, settings_for
+from starlette_ws.served import DEFAULTS, address, logger, settings_for
 
 MAX_URL_BYTES = 8 * 1024  # websockets' own limits on a request line and on the number of headers
 MAX_HEADERS = 128
@@ -60,24 +57,17 @@ class HeadTooLarge(Exception):
 
 
 class HttpProtocol(HttpToolsProtocol):
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self.handshake_timeout = settings_for(config).handshake_timeout
-        self.head_timer: asyncio.TimerHandle | None = None
-        self.head_bytes: int | None = None  # bytes received while a request head is unfinished
-        self.head_size = 0  # the URL and headers parsed so far
-        self.refusal: tuple[int, str, str] | None = None
-        self.over_limit = False
-        self.refused = False  # answered and closing: whatever else arrives is dropped
+    handshake_timeout = DEFAULTS.handshake_timeout  # the served app's, from `connection_made` on
+    head_timer: asyncio.TimerHandle | None = None
+    head_bytes: int | None = None  # bytes received while a request head is unfinished
+    head_size = 0  # the URL and headers parsed so far
+    refusal: tuple[int, str, str] | None = None
+    over_limit = False
+    refused = False  # answered and closing: whatever else arrives is dropped
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.handshake_timeout = settings_for(self.config).handshake_timeout
         limit = self.limit_concurrency
         if limit is None or len(self.connections) < limit:
             self.start_head()

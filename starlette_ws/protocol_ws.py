@@ -9,14 +9,12 @@ from collections import deque
 from typing import Any, cast
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent, WebSocketScope
-from uvicorn.config import Config
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from uvicorn.server import ServerState
 from websockets.frames import CloseCode, Frame
 from websockets.protocol import State
 
-from starlette_ws.served import address, logger, settings_for
+from starlette_ws.served import DEFAULTS, address, logger, settings_for
 
 
 class LingeringTransport(asyncio.Transport):
@@ -143,22 +141,16 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     transport: LingeringTransport
     queue: Inbox  # type: ignore[assignment]  # uvicorn's asyncio.Queue, replaced
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self.queue = Inbox()
-        settings = settings_for(config)
-        self.drain_timeout = settings.ws_drain_timeout
-        self.max_fragments = settings.ws_max_fragments
-        self.write_paused = False
-        self.drop_timer: asyncio.TimerHandle | None = None
+    drain_timeout = DEFAULTS.ws_drain_timeout  # the served app's, from `connection_made` on
+    max_fragments = DEFAULTS.ws_max_fragments
+    write_paused = False
+    drop_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        settings = settings_for(self.config)
+        self.drain_timeout = settings.ws_drain_timeout
+        self.max_fragments = settings.ws_max_fragments
+        self.queue = Inbox()
         super().connection_made(LingeringTransport(cast(asyncio.Transport, transport), self.loop, self.drain_timeout))
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -13,6 +13,7 @@ logger = logging.getLogger("uvicorn.error")  # uvicorn prints it, and the app's 
 
 MIDDLEWARE_DEPTH = 16  # layers looked through for the app's settings
 FOUND: weakref.WeakKeyDictionary[Config, Settings] = weakref.WeakKeyDictionary()
+DEFAULTS = Settings()  # for an app that is not ours, and before a connection is made
 
 
 def settings_for(config: Config) -> Settings:
@@ -39,7 +40,7 @@ def search(app: object) -> Settings:
         if isinstance(settings, Settings):
             return settings
         app = getattr(app, "app", None)
-    return Settings()
+    return DEFAULTS
 
 
 def address(client: tuple[str, int] | None) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware.gzip import GZipMiddleware
@@ -26,8 +29,15 @@ def loaded(app: object, **options: object) -> Config:
 async def test_protocols_take_their_limits_from_the_served_apps_settings() -> None:
     config = loaded(create_app(SHORT))
     assert settings_for(config) is SHORT
-    assert HttpProtocol(config, ServerState(), {}).handshake_timeout == 0.5
-    websocket = WebSocketProtocol(config, ServerState(), {})
+    loop = asyncio.get_running_loop()
+    http, websocket = HttpProtocol(config, ServerState(), {}), WebSocketProtocol(config, ServerState(), {})
+    assert http.handshake_timeout == Settings().handshake_timeout  # read when a connection is made
+    for protocol in (http, websocket):
+        ours, theirs = socket.socketpair()
+        transport, _ = await loop.create_connection(lambda: protocol, sock=ours)  # noqa: B023
+        transport.close()
+        theirs.close()
+    assert http.handshake_timeout == 0.5
     assert (websocket.drain_timeout, websocket.max_fragments) == (1.5, 3)
 
 
