@@ -65,6 +65,16 @@ def room_channel(prefix: str, room: str) -> str:
     return f"{prefix}room#{hashlib.blake2b(room.encode(), digest_size=12).hexdigest()}"
 
 
+class Kept:
+    """What a store keeps of each room of the deployment `prefix`: its last `history` entries
+    younger than `seconds`."""
+
+    def __init__(self, prefix: str, history: int, seconds: float) -> None:
+        self.prefix = prefix
+        self.history = history
+        self.seconds = seconds
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     offset: int

@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from starlette_ws.backends.memory import MemoryBus
-from starlette_ws.history.base import Entry, Position, Replay, pack, payload, replay_of, room_channel
+from starlette_ws.history.base import Entry, Kept, Position, Replay, pack, payload, replay_of, room_channel
 
 
 def _epoch() -> str:
@@ -33,11 +33,9 @@ class _Room:
     members: dict[str, tuple[str, float]] = field(default_factory=dict)  # member -> (client id, expires at)
 
 
-class MemoryStore:
+class MemoryStore(Kept):
     def __init__(self, url: str, prefix: str, history: int, seconds: float, bus: MemoryBus | None = None) -> None:
-        self.prefix = prefix
-        self.history = history
-        self.seconds = seconds
+        super().__init__(prefix, history, seconds)
         self._bus = bus or MemoryBus()
         self._rooms: dict[str, _Room] = {}
         self._lock = threading.Lock()

@@ -35,6 +35,7 @@ from starlette_ws.history.base import (
     Entry,
     HistoryError,
     HistoryUncertain,
+    Kept,
     Position,
     Replay,
     pack,
@@ -59,17 +60,15 @@ from starlette_ws.history.postgres_sql import (
 )
 
 
-class PostgresStore:
+class PostgresStore(Kept):
     def __init__(
         self, url: str, prefix: str, history: int, seconds: float, *, timeout: float = 2.0, pool_size: int = 10
     ) -> None:
         if history < 1:
             raise ValueError("a room keeps at least one entry (ROOM_HISTORY >= 1)")
         check_channel(room_channel(prefix, "x" * 64))  # the longest channel a room can get
+        super().__init__(prefix, history, seconds)
         self.url = url
-        self.prefix = prefix
-        self.history = history
-        self.seconds = seconds
         self.timeout = timeout
         self.pool_size = pool_size
         self.address = address_of(url, PORT)

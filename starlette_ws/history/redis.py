@@ -36,7 +36,16 @@ from starlette_ws import metrics
 from starlette_ws.backends.base import address_of
 from starlette_ws.backends.redis import ERRORS, PORT, Unanswered, client_for, in_steps
 from starlette_ws.backends.retry import describe
-from starlette_ws.history.base import Entry, HistoryError, HistoryUncertain, Position, Replay, replay_of, room_channel
+from starlette_ws.history.base import (
+    Entry,
+    HistoryError,
+    HistoryUncertain,
+    Kept,
+    Position,
+    Replay,
+    replay_of,
+    room_channel,
+)
 
 NOW = """
 local clock = redis.call('TIME')
@@ -199,7 +208,7 @@ return result
 )
 
 
-class RedisStore:
+class RedisStore(Kept):
     """`RoomStore` in Redis: a small pool without retries (an append sent twice would be kept
     and published twice), each call one script, EVALSHA with EVAL when the server lacks it."""
 
@@ -214,10 +223,8 @@ class RedisStore:
         idle: float = 86400.0,
         pool_size: int = 50,
     ) -> None:
+        super().__init__(prefix, history, seconds)
         self.url = url
-        self.prefix = prefix
-        self.history = history
-        self.seconds = seconds
         self.timeout = timeout
         self.idle = max(idle, seconds)
         self.pool_size = pool_size
