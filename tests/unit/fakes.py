@@ -45,12 +45,15 @@ class FakeSend:
         return [(m["code"], m["reason"]) for m in self.sent if m["type"] == "websocket.close"]
 
 
-def socket(send: FakeSend) -> WebSocket:
-    async def receive() -> Message:
-        await asyncio.Event().wait()
-        raise AssertionError
+async def never() -> Message:
+    """An ASGI receive for sockets whose client says nothing."""
+    await asyncio.Event().wait()
+    raise AssertionError
 
-    websocket = WebSocket({"type": "websocket", "path": "/", "headers": []}, receive, send)
+
+def socket(send: FakeSend, **scope: Any) -> WebSocket:
+    """An accepted socket on `send`; `scope` adds to its ASGI scope (an `app`, say)."""
+    websocket = WebSocket({"type": "websocket", "path": "/", "headers": [], **scope}, never, send)
     websocket.client_state = websocket.application_state = WebSocketState.CONNECTED
     return websocket
 

@@ -8,17 +8,8 @@ import json
 import pytest
 
 from starlette_ws.backends.base import MAX_CHANNEL_BYTES
-from starlette_ws.history.base import (
-    Entry,
-    Position,
-    Replay,
-    pack,
-    payload,
-    replay_of,
-    room_channel,
-    same_history,
-    unpack,
-)
+from starlette_ws.history import Entry, Position, Replay, pack, payload, room_channel, unpack
+from starlette_ws.history.base import replay_of, same_history
 
 EPOCH = "9f3c0a1b2c3d4e5f"
 PREFIX = "starlette-ws:"
