@@ -14,7 +14,7 @@ from starlette_ws.history import Position, pack
 from starlette_ws.history.memory import MemoryStore
 from starlette_ws.hub import seal
 from starlette_ws.recovery import RoomStream, recent, removal
-from tests.unit.test_hub import FakeSend, socket
+from tests.unit.fakes import FakeSend, socket
 
 pytestmark = pytest.mark.anyio
 ROOM = "r"
