@@ -28,7 +28,7 @@ logger = logging.getLogger("starlette_ws.presence")
 
 def members_of(ids: list[str]) -> list[int | str]:
     """Member ids as clients see them: a client id is a number."""
-    return [int(member) if member.isdigit() else member for member in ids]
+    return [int(member) if member.isascii() and member.isdigit() else member for member in ids]
 
 
 class Presence:
@@ -89,6 +89,8 @@ class Presence:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._coalescing.clear()  # a task cancelled before it ran never cleaned up after itself
+        self._again.clear()
 
     async def _members_later(self, room: str, channel: str) -> None:
         try:

@@ -8,6 +8,8 @@ from pathlib import Path
 from starlette.config import Config
 from starlette.datastructures import CommaSeparatedStrings
 
+from starlette_ws.backends.base import MAX_CHANNEL_BYTES
+from starlette_ws.history.base import MAX_PREFIX_BYTES
 from starlette_ws.tokens import Verifier
 
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -76,6 +78,13 @@ class Settings:
     # The server API's bearer keys (several, so that one can be rotated); none: /api answers 404.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     debug: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.channel_prefix.encode()) > MAX_PREFIX_BYTES:
+            raise ValueError(
+                f"CHANNEL_PREFIX must be at most {MAX_PREFIX_BYTES} bytes (UTF-8), so that every room's"
+                f" channel fits in the {MAX_CHANNEL_BYTES} bytes every engine takes: {self.channel_prefix!r}"
+            )
 
     @property
     def verifier(self) -> Verifier | None:

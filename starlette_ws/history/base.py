@@ -56,13 +56,17 @@ def payload(offset: int, epoch: str, rest: str) -> str:
     return f'{{"offset":{offset},"epoch":"{epoch}",{rest}'
 
 
+DIGEST_HEX = 24  # a long room name's channel: the prefix, "room#", then this many hex digits
+MAX_PREFIX_BYTES = MAX_CHANNEL_BYTES - len("room#") - DIGEST_HEX  # 34: every room's channel fits
+
+
 def room_channel(prefix: str, room: str) -> str:
     """The broadcast channel of a room: `prefix` + the name, or + a digest of it where that would
     be longer than every engine allows."""
     channel = f"{prefix}room:{room}"
     if len(channel.encode()) <= MAX_CHANNEL_BYTES:
         return channel
-    return f"{prefix}room#{hashlib.blake2b(room.encode(), digest_size=12).hexdigest()}"
+    return f"{prefix}room#{hashlib.blake2b(room.encode(), digest_size=DIGEST_HEX // 2).hexdigest()}"
 
 
 class Kept:

@@ -20,8 +20,9 @@ from starlette_ws.connection import CLOSED
 from starlette_ws.history import HistoryError, Position
 from starlette_ws.history.memory import MemoryStore
 from starlette_ws.hub import Hub
-from starlette_ws.hubs import Busy, Hubs, RoomOptions, Rooms
+from starlette_ws.hubs import Busy, Hubs, Rooms
 from starlette_ws.probe import ANSWERED
+from starlette_ws.settings import Settings
 from tests.unit.fakes import FakeSend, settle, socket
 
 ROOM, CHANNEL = "r", "t:room:r"
@@ -29,7 +30,7 @@ ROOM, CHANNEL = "r", "t:room:r"
 
 def test_each_event_loop_gets_a_hub_of_its_own() -> None:
     """As under Starlette's TestClient without `with`: a loop per connection, each with its hub."""
-    hubs = Hubs("memory://", 1000)
+    hubs = Hubs(Settings(send_queue_bytes=1000))
     loops = [asyncio.new_event_loop(), asyncio.new_event_loop()]
     try:
         first, second = (loop.run_until_complete(hubs.acquire()) for loop in loops)
@@ -49,7 +50,7 @@ def test_each_event_loop_gets_a_hub_of_its_own() -> None:
 
 @pytest.mark.anyio
 async def test_connections_asking_at_once_share_one_hub_that_stops_with_the_last_of_them() -> None:
-    hubs = Hubs("memory://", 1000)
+    hubs = Hubs(Settings(send_queue_bytes=1000))
     with anyio.fail_after(5):
         first, second, third = await asyncio.gather(hubs.acquire(), hubs.acquire(), hubs.acquire())
         assert first is second is third and first.listening
@@ -70,7 +71,7 @@ async def test_connections_asking_at_once_share_one_hub_that_stops_with_the_last
 
 @pytest.mark.anyio
 async def test_the_lifespan_starts_the_loops_hub_and_rooms_and_only_it_stops_them() -> None:
-    hubs = Hubs("memory://", 1000)
+    hubs = Hubs(Settings(send_queue_bytes=1000))
     with anyio.fail_after(5):
         await hubs.start()
         hub = await hubs.acquire()
@@ -87,7 +88,7 @@ async def test_the_lifespan_starts_the_loops_hub_and_rooms_and_only_it_stops_the
 
 @pytest.mark.anyio
 async def test_memory_hubs_listen_and_answer_with_or_without_a_hub() -> None:
-    hubs = Hubs("memory://", 1000)
+    hubs = Hubs(Settings(send_queue_bytes=1000))
     assert hubs.listening and hubs.probed is ANSWERED  # in the process: nothing to reach
     with anyio.fail_after(5):
         await hubs.start()
@@ -99,7 +100,9 @@ async def test_memory_hubs_listen_and_answer_with_or_without_a_hub() -> None:
 
 
 def test_an_engine_no_hub_has_reached_is_neither_listening_nor_probed() -> None:
-    hubs = Hubs("redis://127.0.0.1:1/0", 1000)  # nothing connects before a hub starts
+    hubs = Hubs(
+        Settings(broadcast_url="redis://127.0.0.1:1/0", send_queue_bytes=1000)
+    )  # nothing connects before a hub starts
     assert not hubs.listening
     assert not hubs.probed.ok
     assert hubs.probed.error == "not connected: no hub runs in this process (run the app's lifespan)"
@@ -107,7 +110,7 @@ def test_an_engine_no_hub_has_reached_is_neither_listening_nor_probed() -> None:
 
 @pytest.mark.anyio
 async def test_a_hubs_rooms_start_once_however_many_ask_at_once() -> None:
-    hubs = Hubs("memory://", 1000)
+    hubs = Hubs(Settings(send_queue_bytes=1000))
     with anyio.fail_after(5):
         hub = await hubs.acquire()
         try:
@@ -124,7 +127,7 @@ async def rooms_on(store: MemoryStore, **options: Any) -> AsyncIterator[Rooms]:
     """A started hub (its own memory bus) and rooms on `store`, stopped after."""
     hub = Hub(MemoryBackend(), 1 << 20)
     await hub.start()
-    rooms = Rooms(hub, store, RoomOptions(**options))
+    rooms = Rooms(hub, store, Settings(**options))
     try:
         yield rooms
     finally:
@@ -139,7 +142,7 @@ def memory_store() -> MemoryStore:
 @pytest.mark.anyio
 async def test_admitting_lets_in_connects_at_once_and_refuses_past_connect_wait() -> None:
     with anyio.fail_after(5):
-        async with rooms_on(memory_store(), connects_at_once=2, connect_wait=0.05) as rooms:
+        async with rooms_on(memory_store(), room_connects_at_once=2, room_connect_wait=0.05) as rooms:
             loop = asyncio.get_running_loop()
             async with contextlib.AsyncExitStack() as first, contextlib.AsyncExitStack() as second:
                 await first.enter_async_context(rooms.admitting())
@@ -169,7 +172,7 @@ async def test_admitting_lets_in_connects_at_once_and_refuses_past_connect_wait(
 @pytest.mark.anyio
 async def test_a_place_is_given_back_when_the_set_up_fails() -> None:
     with anyio.fail_after(5):
-        async with rooms_on(memory_store(), connects_at_once=1, connect_wait=0.05) as rooms:
+        async with rooms_on(memory_store(), room_connects_at_once=1, room_connect_wait=0.05) as rooms:
             with pytest.raises(HistoryError):
                 async with rooms.admitting():
                     raise HistoryError("the store went away")
@@ -180,7 +183,7 @@ async def test_a_place_is_given_back_when_the_set_up_fails() -> None:
 @pytest.mark.anyio
 async def test_forget_drops_a_stream_with_its_last_member_and_its_presence_budget() -> None:
     with anyio.fail_after(5):
-        async with rooms_on(memory_store(), presence_burst=1) as rooms:
+        async with rooms_on(memory_store(), room_presence_burst=1) as rooms:
             hub = rooms.hub
             send = FakeSend()
             one, two = [await hub.join(CHANNEL, socket(send)) for _ in range(2)]
@@ -206,7 +209,7 @@ async def test_the_check_timer_sends_a_member_what_its_stream_missed() -> None:
     """The store publishes on a bus no hub hears: only the check finds the entries."""
     store = memory_store()
     with anyio.fail_after(5):
-        async with rooms_on(store, check_seconds=0.02) as rooms:
+        async with rooms_on(store, room_check_seconds=0.02) as rooms:
             send = FakeSend()
             connection = await rooms.hub.join(CHANNEL, socket(send))
             stream = rooms.stream(ROOM, CHANNEL)
@@ -239,7 +242,7 @@ def clean_errors() -> float:
 async def test_the_clean_timer_cleans_the_store_and_a_failure_only_warns(caplog: pytest.LogCaptureFixture) -> None:
     store = memory_store()
     with anyio.fail_after(5):
-        async with rooms_on(store, clean_seconds=0.01) as rooms:
+        async with rooms_on(store, room_clean_seconds=0.01) as rooms:
             await store.replay(ROOM, None, None)  # the room exists, with neither entries nor members
             assert await store.top(ROOM) is not None
             rooms.start()
@@ -249,7 +252,7 @@ async def test_the_clean_timer_cleans_the_store_and_a_failure_only_warns(caplog:
     failing = Uncleanable()
     errors = clean_errors()
     with caplog.at_level(logging.WARNING, logger="starlette_ws.hubs"), anyio.fail_after(5):
-        async with rooms_on(failing, clean_seconds=0.01) as rooms:
+        async with rooms_on(failing, room_clean_seconds=0.01) as rooms:
             rooms.start()
             while failing.cleans < 2:  # noqa: ASYNC110 - the cleaning sets no event
                 await asyncio.sleep(0.01)

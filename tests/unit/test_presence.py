@@ -235,4 +235,17 @@ async def test_a_failing_beat_stops_at_its_first_failure_and_says_so_once(caplog
 def test_members_of_gives_client_ids_as_numbers() -> None:
     assert members_of(["0", "12", "9223372036854775807"]) == [0, 12, 9223372036854775807]
     assert members_of(["guest", "1a", ""]) == ["guest", "1a", ""]
+    assert members_of(["²", "٣"]) == ["²", "٣"]  # digits, but not a client id's
     assert members_of([]) == []
+
+
+@pytest.mark.anyio
+async def test_stop_forgets_a_member_list_cancelled_before_it_ran() -> None:
+    with anyio.fail_after(5):
+        hub = Published()
+        presence = presence_on(MemoryStore("memory://", "t:", 100, 300.0), cast(Hub, hub), burst=1)
+        await presence.announce("r", "c", change("join", 1))
+        await presence.announce("r", "c", change("join", 2))  # past the burst: a list is due
+        assert "r" in presence._coalescing
+        await presence.stop()  # before that list's task ever ran
+        assert presence._coalescing == {} and presence._again == set()

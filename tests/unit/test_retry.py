@@ -51,6 +51,7 @@ def jitter(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float, float]]:
 
 async def test_the_pause_doubles_from_min_to_max_with_jitter(jitter: list[tuple[float, float, float]]) -> None:
     retry = Reconnector(LOGGER, "Engine", 0.001, 0.004)
+    retry.start()  # as the backend's connect does
     attempt = Attempts(5)
     with anyio.fail_after(5):
         await retry.until_back(attempt, (ConnectionError,), "subscribed again")
@@ -70,6 +71,7 @@ async def test_an_outage_is_one_warning_then_debug_lines_then_one_line_when_it_e
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER.name)
     retry = Reconnector(LOGGER, "Engine at 127.0.0.1:1", 0.001, 0.002, lost="the engine's subscription")
+    retry.start()  # as the backend's connect does
     outages, reconnects = count("outages"), count("reconnects")
     with anyio.fail_after(5):
         await retry.until_back(Attempts(3), (ConnectionError,), "subscribed again")
@@ -94,6 +96,7 @@ async def test_an_outage_is_one_warning_then_debug_lines_then_one_line_when_it_e
 async def test_an_attempt_that_succeeds_at_once_says_and_counts_nothing(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER.name)
     retry = Reconnector(LOGGER, "Engine", 0.001, 0.002)
+    retry.start()  # as the backend's connect does
     outages, reconnects = count("outages"), count("reconnects")
     attempt = Attempts(0)
     await retry.until_back(attempt, (ConnectionError,), "connected")
@@ -103,12 +106,14 @@ async def test_an_attempt_that_succeeds_at_once_says_and_counts_nothing(caplog: 
 
 async def test_an_error_it_is_not_told_to_retry_goes_to_the_caller() -> None:
     retry = Reconnector(LOGGER, "Engine", 0.001, 0.002)
+    retry.start()  # as the backend's connect does
     with pytest.raises(ConnectionRefusedError):
         await retry.until_back(Attempts(1), (TimeoutError,), "connected")
 
 
 async def test_stopped_cuts_a_pause_short() -> None:
     retry = Reconnector(LOGGER, "Engine", 60.0, 60.0)
+    retry.start()  # as the backend's connect does
     loop = asyncio.get_running_loop()
     started = loop.time()
     with anyio.fail_after(5):
@@ -123,6 +128,7 @@ async def test_stopped_cuts_a_pause_short() -> None:
 async def test_stopped_ends_the_retries_without_an_end_of_outage(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER.name)
     retry = Reconnector(LOGGER, "Engine", 60.0, 60.0)
+    retry.start()  # as the backend's connect does
     attempt = Attempts(1_000)
     reconnects = count("reconnects")
     with anyio.fail_after(5):
@@ -143,3 +149,12 @@ def test_describe_names_the_error_when_it_says_nothing() -> None:
     assert describe(ConnectionRefusedError(111, "Connection refused")) == "[Errno 111] Connection refused"
     assert describe(TimeoutError()) == "TimeoutError"
     assert describe("a reason given as text") == "a reason given as text"
+
+
+def test_it_runs_from_start_to_stop() -> None:
+    retry = Reconnector(LOGGER, "Engine", 0.001, 0.002)
+    assert not retry.running and retry.stopped.is_set()  # a backend not connected yet retries nothing
+    retry.start()
+    assert retry.running and not retry.stopped.is_set()
+    retry.stop()
+    assert not retry.running

@@ -43,3 +43,15 @@ def test_settings_read_the_rooms_limits_from_the_environment() -> None:
     )
     assert (settings.room_history, settings.room_history_seconds, settings.presence_ttl) == (5, 1.5, 3.0)
     assert settings.channel_prefix == "staging:"
+
+
+def test_a_channel_prefix_too_long_for_every_room_s_channel_is_refused() -> None:
+    from starlette_ws.backends.base import MAX_CHANNEL_BYTES
+    from starlette_ws.history.base import room_channel
+
+    longest = "p" * 34
+    assert len(room_channel(longest, "r" * 64).encode()) == MAX_CHANNEL_BYTES  # the longest that fits
+    with pytest.raises(ValueError, match="CHANNEL_PREFIX must be at most 34 bytes"):
+        Settings.from_environ({"CHANNEL_PREFIX": longest + "p"})
+    with pytest.raises(ValueError, match="CHANNEL_PREFIX"):
+        Settings(channel_prefix="é" * 18)  # 36 bytes in UTF-8
