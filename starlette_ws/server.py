@@ -52,7 +52,7 @@ def boolean(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, not {value!r}")
 
 
-def counted(least: int) -> Callable[[str], int]:
+def counted(least: int, most: int | None = None) -> Callable[[str], int]:
     def parse(value: str) -> int:
         try:
             number = int(value)
@@ -60,6 +60,8 @@ def counted(least: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number, not {value!r}") from None
         if number < least:
             raise argparse.ArgumentTypeError(f"expected at least {least}, not {number}")
+        if most is not None and number > most:
+            raise argparse.ArgumentTypeError(f"expected at most {most}, not {number}")
         return number
 
     return parse
@@ -77,7 +79,7 @@ def seconds(value: str) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=counted(0), default=8000, help="the port to listen on (default 8000)")
+    parser.add_argument("--port", type=counted(0, 65535), default=8000, help="the port to listen on (default 8000)")
     parser.add_argument("--workers", type=counted(1), default=1, help="worker processes (default 1)")
     parser.add_argument(
         "--limit-concurrency",

@@ -66,6 +66,7 @@ def test_deflate_takes_a_value_as_make_passes_it(value: str, expected: bool) -> 
     [
         (["--workers", "0"], "--workers: expected at least 1, not 0"),
         (["--port", "http"], "--port: expected a whole number, not 'http'"),
+        (["--port", "99999"], "--port: expected at most 65535, not 99999"),
         (["--limit-concurrency", "0"], "--limit-concurrency: expected at least 1"),
         (["--timeout-graceful-shutdown", "-1"], "expected zero or more seconds"),
         (["--ws-per-message-deflate", "maybe"], "expected true or false, not 'maybe'"),
