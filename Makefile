@@ -16,19 +16,32 @@ FD_RESERVE ?= 100
 # lines it saves little and costs memory per connection and CPU per broadcast (comparison/idle_bench.py).
 WS_PER_MESSAGE_DEFLATE ?= false
 PYTEST_ARGS ?=
+# The package's extras each target installs into .venv, one stamp file per set (.venv/.installed-run
+# ...): serving needs the engines only; the tests, the benchmarks and lint add theirs.
+EXTRAS_run := redis,postgres
+EXTRAS_test := test
+EXTRAS_bench := compare
+EXTRAS_compare := test,compare
+EXTRAS_all := all
 INSTALLED := $(VENV)/.installed
+# `make test-oldest`: the lowest versions setup.cfg allows, in a venv of their own (uv resolves them),
+# inside .venv so that nothing walking the checkout (the sdist test, git) meets it
+OLDEST_VENV ?= $(VENV)/oldest
+OLDEST := $(OLDEST_VENV)/bin
+LINT_PATHS := starlette_ws harness tests comparison scripts
 
 export BROADCAST_URL MAX_MESSAGE_BYTES
 
-.PHONY: install system-deps run token test lint format bench compare fuzz screenshots clean
+.PHONY: install system-deps run token test test-oldest lint format bench compare fuzz screenshots clean
 
-$(INSTALLED): setup.cfg pyproject.toml
+$(INSTALLED)-%: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all]'
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS_$*)]'
 	touch $@
 
-install: $(INSTALLED)
+# Everything (every extra: the tests, the benchmarks, lint).
+install: $(INSTALLED)-all
 
 # Debian packages the tests start for real (redis-server, PostgreSQL, Chromium), when missing.
 system-deps:
@@ -48,32 +61,53 @@ SUB ?= 1
 ROOMS ?= *
 ROOM ?= lobby
 TTL ?= 3600
-token: install
+token: $(INSTALLED)-run
 	@token=$$($(BIN)/python -m starlette_ws token --sub "$(SUB)" --rooms '$(ROOMS)' --ttl "$(TTL)") && \
 		echo "$$token" && echo "http://$(HOST):$(PORT)/rooms/$(ROOM)?token=$$token"
 
-run: install
+run: $(INSTALLED)-run
 	exec $(BIN)/starlette-ws --host $(HOST) --port $(PORT) --workers $(WORKERS) \
 		$(if $(LIMIT_CONCURRENCY),--limit-concurrency $(LIMIT_CONCURRENCY)) --fd-reserve $(FD_RESERVE) \
 		--log-config $(LOG_CONFIG) --timeout-graceful-shutdown $(GRACEFUL_TIMEOUT) \
 		--ws-per-message-deflate $(WS_PER_MESSAGE_DEFLATE)
 
-test: install system-deps
+test: $(INSTALLED)-test system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install
-	$(BIN)/ruff check starlette_ws harness tests comparison scripts
-	$(BIN)/ruff format --check starlette_ws harness tests comparison scripts
-	$(BIN)/mypy --strict starlette_ws harness tests comparison scripts
+# The lower bounds in setup.cfg, checked: the unit suite, the TestClient tests and lint on the
+# lowest version of every requirement (uv's lowest-direct resolution). The venv is made again when
+# setup.cfg changes, so that a bound moved either way is what gets installed.
+$(OLDEST_VENV)/.installed: setup.cfg pyproject.toml
+	rm -rf $(OLDEST_VENV)
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST)/python -m pip install --quiet uv
+	$(OLDEST)/uv pip install --quiet --python $(OLDEST)/python --resolution lowest-direct -e '.[all]'
+	touch $@
 
-format: install
-	$(BIN)/ruff format starlette_ws harness tests comparison scripts
-	$(BIN)/ruff check --fix starlette_ws harness tests comparison scripts
+OLDEST_TESTS := tests/unit tests/test_spec_testclient.py tests/test_testclient_plain.py \
+	tests/test_rooms_testclient.py tests/test_tokens_testclient.py tests/test_rooms_bounds.py \
+	tests/test_fuzz_testclient.py tests/test_tokens_fuzz.py
+
+test-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST)/python -m pytest -p no:cacheprovider $(OLDEST_TESTS) $(PYTEST_ARGS)
+	$(OLDEST)/ruff check --no-cache $(LINT_PATHS)
+	$(OLDEST)/ruff format --no-cache --check $(LINT_PATHS)
+	$(OLDEST)/mypy --strict --cache-dir $(OLDEST_VENV)/.mypy_cache $(LINT_PATHS)
+
+# mypy reads every module the paths import, so lint runs where everything is installed.
+lint: $(INSTALLED)-all
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy --strict $(LINT_PATHS)
+
+format: $(INSTALLED)-all
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 # Benchmarks (figures and ratios against the FastAPI twin and a bare ASGI app; not tests). Each step
 # writes its JSON to comparison/results/; comparison.measure notes the machine, the commit, the lines
 # of code, the installed packages and the behaviour contract's rows the report needs besides.
-bench: install system-deps
+bench: $(INSTALLED)-bench system-deps
 	$(BIN)/python -m comparison.measure
 	$(BIN)/python -m comparison.bench $(BENCH_ARGS)
 	$(BIN)/python -m comparison.hub_bench $(HUB_BENCH_ARGS)
@@ -85,16 +119,16 @@ bench: install system-deps
 # Comparison report: benchmarks, parity suite, then comparison/REPORT.md and its charts, rendered
 # from comparison/results/ alone (tests/test_report.py checks REPORT.md is what those files give).
 # The report is written even when parity fails; the target then exits with pytest's status.
-compare: bench
+compare: $(INSTALLED)-compare bench
 	$(BIN)/python -m pytest tests/parity -q --junitxml=comparison/results/parity.xml; \
 		status=$$?; $(BIN)/python -m comparison.report && exit $$status
 
 FUZZ_EXAMPLES ?= 2000
-fuzz: install
+fuzz: $(INSTALLED)-test
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/parity/test_differential.py tests/test_fuzz_testclient.py tests/test_tokens_fuzz.py
 
-screenshots: install system-deps
+screenshots: $(INSTALLED)-test system-deps
 	$(BIN)/python scripts/screenshots.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLDEST_VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache

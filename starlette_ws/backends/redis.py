@@ -81,7 +81,7 @@ async def in_steps(
     sent = False
     try:
         async with asyncio.timeout(seconds):
-            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call,unused-ignore]
             try:
                 sent = True
                 return await use(connection)

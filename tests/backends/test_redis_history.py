@@ -76,7 +76,7 @@ async def test_two_processes_publish_in_offset_order(redis_url: str, raw: Redis,
                 if message is not None:
                     heard.append(message["data"])
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # untyped in redis-py 5
             await first.disconnect()
             await second.disconnect()
     unpacked = [unpack(text) for text in heard]
