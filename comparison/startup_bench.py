@@ -94,7 +94,9 @@ def median(values: list[float]) -> float | None:
 
 
 def measure(import_runs: int, startup_runs: int) -> dict[str, Any]:
-    codes = {BASELINE: "pass", **{name: f"import {module}" for name, module in APPS.items()}}
+    # `from ... import app`: each app made as a server would make it (starlette-ws makes its
+    # default app on first access, the others at import)
+    codes = {BASELINE: "pass", **{name: f"from {module} import app" for name, module in APPS.items()}}
     for code in codes.values():
         wall_time([sys.executable, "-c", code])  # warm the bytecode cache
     walls: dict[str, list[float]] = {name: [] for name in codes}
