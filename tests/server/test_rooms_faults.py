@@ -35,7 +35,7 @@ from tests.clients import Reader, receive
 from tests.services import start_postgres, start_redis
 
 NOT_AVAILABLE = "Room store not available: try again later"
-CHECK_SECONDS = 1.0  # ROOM_CHECK_SECONDS: how often a member's position is compared with the store's
+CHECK_SECONDS = 0.5  # ROOM_CHECK_SECONDS: how often a member's position is compared with the store's
 STALL = 6.0  # seconds an engine is SIGSTOPped (the issue saw 30)
 LOOSE = "10000"  # connect rates nobody here reaches: the attacks are not about them
 ROOM_ENV = {

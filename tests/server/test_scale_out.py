@@ -136,7 +136,9 @@ def test_postgres_refuses_an_oversize_message_clearly(postgres_pair: tuple[Uvico
 
 
 async def join_and_leave(server: UvicornServer, client_id: int) -> None:
-    async with asyncio.timeout(20), connect(f"{server.ws_url}/ws/{client_id}") as ws:
+    # max_queue=None: this client leaves with the others' lines unread, and websockets stops
+    # reading at 16 unread messages, so it would never read the server's close frame (10 s)
+    async with asyncio.timeout(20), connect(f"{server.ws_url}/ws/{client_id}", max_queue=None) as ws:
         await ws.send("hi")
         while not str(await ws.recv()).startswith(f"Client #{client_id} says"):
             pass
