@@ -50,3 +50,14 @@ def postgres_server() -> Iterator[PostgresServer]:
     server = start_postgres()
     yield server
     server.close()
+
+
+@pytest.fixture(autouse=True)
+def shared_engines_running(request: pytest.FixtureRequest) -> None:
+    """The shared redis-server and PostgreSQL are running when a test that uses them starts: an
+    outage test stops them, and the next test in its worker (any order, under pytest-xdist) must
+    not inherit the outage."""
+    for name in ("redis_server", "postgres_server"):
+        if name in request.fixturenames:
+            engine: RedisServer | PostgresServer = request.getfixturevalue(name)
+            engine.start()
