@@ -100,11 +100,20 @@ class RedisBackend:
     `retry_max`), subscribes again to every current channel and carries on. Only one task may
     be waiting in `next_published` at a time (the hub's listener). `retry_max` is a second, so a
     server back from an outage is in use again within about that (the README promises 2 s).
+
+    A subscriber connection can also go silent without closing (a network that stops answering:
+    TCP keepalive takes about 25 s to notice, or never, behind a proxy). After `probe` seconds with
+    nothing received it is sent a PING; no answer within `timeout` seconds and it is dropped and
+    replaced like a lost one, so silence is noticed within `probe + timeout` (3 s) and a second.
     """
 
-    def __init__(self, url: str, *, timeout: float = 2.0, retry_min: float = 0.1, retry_max: float = 1.0) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 2.0, retry_min: float = 0.1, retry_max: float = 1.0, probe: float = 1.0
+    ) -> None:
         self.url = url
         self.timeout = timeout
+        self.probe = probe
+        self._pinged: float | None = None  # when the PING still unanswered went out
         self.address = address_of(url, PORT)
         self._channels: set[str] = set()
         self._publisher: Redis | None = None
@@ -244,19 +253,21 @@ class RedisBackend:
             read = self._read
             self._listening = True
             try:
-                await asyncio.wait({read})
+                await asyncio.wait({read}, timeout=self.probe)
             finally:
                 self._listening = False
+            if not read.done():
+                if not await self._answering(pubsub):
+                    await self._lost(pubsub, f"no answer to PING within {self.timeout:g} s")
+                continue
             self._read = None
+            self._pinged = None  # whatever came is an answer
             if read.cancelled():  # by disconnect()
                 continue
             try:
                 message = read.result()
             except ERRORS as exc:
-                if pubsub is self._pubsub:
-                    self._pubsub = None
-                    await _close(pubsub)
-                    self._retry.lost(exc)
+                await self._lost(pubsub, exc)
                 continue
             if message is None:
                 continue
@@ -267,6 +278,36 @@ class RedisBackend:
                 confirmation = self._confirmations.get(channel)
                 if confirmation is not None and not confirmation.done():
                     confirmation.set_result(None)
+
+    async def _answering(self, pubsub: PubSub) -> bool:
+        """After `probe` s of silence: whether the subscriber connection still answers. A PING
+        goes out (only while subscribed: outside that mode its answer is not a message), and is
+        waited for up to `timeout` s."""
+        now = asyncio.get_running_loop().time()
+        if self._pinged is None:
+            if not pubsub.subscribed:
+                return True
+            self._pinged = now
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await pubsub.ping()  # type: ignore[no-untyped-call,unused-ignore]  # unannotated in redis-py 5
+            except ERRORS:
+                return False
+            return True
+        return now - self._pinged < self.timeout
+
+    async def _lost(self, pubsub: PubSub, reason: BaseException | str) -> None:
+        """The subscriber connection failed or went silent: it is dropped, and `next_published`
+        subscribes again on a new one."""
+        read, self._read = self._read, None
+        if read is not None and not read.done():
+            read.cancel()
+            await asyncio.wait({read})
+        self._pinged = None
+        if pubsub is self._pubsub:
+            self._pubsub = None
+            await _close(pubsub)
+            self._retry.lost(reason)
 
     async def _resubscribe(self) -> None:
         pubsub = await self._open_pubsub()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import anyio
@@ -10,7 +11,8 @@ from harness.services import RedisServer
 from starlette_ws.backends import BackendError, PublishUncertain
 from starlette_ws.backends.redis import RedisBackend
 from starlette_ws.engines import Engine
-from tests.backends.support import Listener, connected, nothing_within, paused
+from tests.backends.support import Listener, connected, nothing_within, paused, publish_until_heard
+from tests.proxy import Proxy
 
 LOGGER = "starlette_ws.backends.redis"
 
@@ -120,3 +122,35 @@ async def test_a_publish_to_a_stopped_server_is_not_sent(redis_server: RedisServ
         finally:
             await pub.disconnect()
             redis_server.start()
+
+
+@pytest.mark.anyio
+async def test_a_subscriber_connection_gone_silent_is_replaced_within_seconds(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A network that stops answering: the proxy's cut passes nothing either way and closes
+    nothing, and TCP keepalive is answered by the sockets on each side. The PING after a second of
+    silence goes unanswered, the backend subscribes again on a new connection, and what is
+    published from then on reaches it within seconds (keepalive alone never noticed here)."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    with anyio.fail_after(20), Proxy(redis_server.port) as proxy:
+        sub = await connected(f"redis://127.0.0.1:{proxy.port}/0")
+        pub = await connected(redis_server.url)
+        listener = Listener(sub)  # first, as the hub's: subscribe() then waits for the confirmation
+        await asyncio.sleep(0)
+        await sub.subscribe("chat")
+        try:
+            await pub.publish("chat", "before")
+            assert (await listener.get()).message == "before"
+            await asyncio.sleep(1.5)  # idle: PINGs go out and are answered
+            assert sub.listening
+            proxy.cut()
+            took = await publish_until_heard(pub, listener, "chat", "after the cut")
+        finally:
+            await listener.stop()
+            await sub.disconnect()
+            await pub.disconnect()
+    print(f"a silent subscriber connection replaced, delivery back {took:.2f} s after the cut")
+    assert took < 5.0  # PING after 1 s of silence, 2 s for its answer, then a new connection
+    warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "no answer to PING within 2 s" in warnings[0], warnings

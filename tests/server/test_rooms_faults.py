@@ -32,6 +32,7 @@ from websockets.sync.client import ClientConnection, connect
 from harness.servers import UvicornServer
 from harness.services import Engine, PostgresServer, RedisServer
 from tests.clients import Reader, receive
+from tests.proxy import Proxy
 from tests.services import start_postgres, start_redis
 
 NOT_AVAILABLE = "Room store not available: try again later"
@@ -605,3 +606,34 @@ def test_connecting_during_a_stall_is_refused_1013_with_one_log_line(engine: Red
     rooms = ("starlette_ws.hubs:", "starlette_ws.presence:", "starlette_ws.rooms:", "starlette_ws.recovery:")
     warnings = [line for line in ours if "WARNING" in line and any(name in line for name in rooms)]
     assert len(warnings) == 1 and "Room store not available" in warnings[0], warnings
+
+
+def test_a_network_gone_silent_under_a_process_a_live_member_gets_every_line(redis_server: RedisServer) -> None:
+    """Process A reaches Redis through a proxy whose connections are then cut: nothing passes and
+    nothing closes, so A's subscriber hears nothing and TCP keepalive sees nothing wrong. A's idle
+    PING notices within seconds, A subscribes again on a new connection, and the room's position
+    check gives A's live member what B's sender said meanwhile: every line, in order, no hole."""
+    room = new_room("silent")
+    with Proxy(redis_server.port) as proxy:
+        via_proxy = f"redis://127.0.0.1:{proxy.port}/0"
+        with UvicornServer(env=env_for(via_proxy)) as a, UvicornServer(env=env_for(redis_server.url)) as b:
+            member, sender = Member(a, room, MEMBER), Sender(b, room)
+            try:
+                before = sender.talk("before", 5, 0.05)
+                assert member.wait(lambda seen: {e.get("text") for e in seen} >= set(before), 10), member.seen()
+                mark = a.log_mark()
+                proxy.cut()
+                sender.talk("silent", 20, 0.1)
+                after = sender.talk("after", 10, 0.1)
+                member.reader.settle(quiet=2 * CHECK_SECONDS, timeout=20)
+                history = kept(b, room)
+                caught_up(member, history)
+                seen, connected, log = member.seen(), member.still_connected(), a.log_since(mark)
+            finally:
+                sender.close()
+                member.close()
+    assert connected, member.reader.close
+    assert order_problems(seen) == []
+    assert positions(member.lines()) == positions(history)  # every kept line reached the member
+    assert set(after) <= {entry["text"] for entry in history}
+    assert "no answer to PING" in log and "Traceback" not in log
