@@ -94,7 +94,7 @@ class Engine:
 class RedisServer(Engine):
     """SIGKILL stops it: the server vanishes as in a crash, its clients see their sockets closed."""
 
-    def __init__(self, binary: str, port: int) -> None:
+    def __init__(self, binary: str, port: int, *options: str) -> None:
         super().__init__(port, "starlette-ws-redis-")
         self.url = f"redis://{HOST}:{port}/0"
         self.log = self.dir / "redis.log"
@@ -108,6 +108,7 @@ class RedisServer(Engine):
             "--daemonize", "no",
             "--loglevel", "warning",
             "--logfile", str(self.log),
+            *options,
         ]  # fmt: skip
 
     def start(self) -> None:
@@ -135,6 +136,108 @@ def start_redis(port: int | None = None) -> RedisServer:
         server.close()
         raise
     return server
+
+
+class RedisCluster:
+    """A Redis Cluster on loopback: `masters` masters with `replicas` replicas each, every node a
+    redis-server with `--cluster-enabled yes` on a free port, joined by `redis-cli --cluster
+    create`. A node that stops answering for `node_timeout` ms is failed over by its replica."""
+
+    def __init__(self, masters: int = 3, replicas: int = 1, node_timeout: int = 2000) -> None:
+        binary, self._cli = require("redis-server"), require("redis-cli")
+        self.replicas = replicas
+        # a replica's first sync starts at once (not after repl-diskless-sync-delay's 5 s)
+        options = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--repl-diskless-sync-delay", "0")
+        timeout = ("--cluster-node-timeout", str(node_timeout))
+        # each node's cluster bus on a free port of its own (by default it is the port + 10,000)
+        self.nodes = [
+            RedisServer(binary, free_port(), *options, *timeout, "--cluster-port", str(free_port()))
+            for _ in range(masters * (1 + replicas))
+        ]
+
+    @property
+    def url(self) -> str:
+        """`redis+cluster://` with every node as a seed."""
+        return "redis+cluster://" + ",".join(f"{HOST}:{node.port}" for node in self.nodes)
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"{HOST}:{node.port}" for node in self.nodes]
+        create = ["--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        self.cli(self.nodes[0], *create)
+        wait_until(self.ready, START_TIMEOUT, what="redis cluster")
+
+    def cli(self, node: RedisServer, *args: str) -> str:
+        """What `redis-cli` prints for `args` sent to `node`."""
+        done = subprocess.run(
+            [self._cli, "-h", HOST, "-p", str(node.port), *args],
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT,
+            check=True,
+        )
+        return done.stdout
+
+    def ready(self) -> bool:
+        """Every running node sees the cluster whole (state ok, all 16,384 slots served), as many
+        masters serve slots, each with its replicas, as were made, and every replica has synced."""
+        try:
+            infos = [self.cli(node, "cluster", "info") for node in self.nodes if node.running]
+            roles = list(self.roles().values())
+        except subprocess.SubprocessError:
+            return False
+        whole = all("cluster_state:ok" in info and "cluster_slots_ok:16384" in info for info in infos)
+        # a replica that has not synced yet would not take over: its data has no age
+        synced = all(
+            "master_link_status:up" in self.cli(node, "info", "replication")
+            for node in self.nodes
+            if node.running and "role:slave" in self.cli(node, "info", "replication")
+        )
+        masters = len(self.nodes) // (1 + self.replicas)
+        return (
+            whole
+            and synced
+            and roles.count("master") == masters
+            and roles.count("replica") == len(self.nodes) - masters
+        )
+
+    def roles(self) -> dict[int, str]:
+        """Port -> `master` (serving slots), `replica`, or `failed`, as the first running node sees
+        them now (a node that left or has no slots yet counts as `failed`)."""
+        seen = self.cli(next(node for node in self.nodes if node.running), "cluster", "nodes")
+        roles: dict[int, str] = {}
+        for line in seen.splitlines():
+            fields = line.split()
+            port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            flags = fields[2].split(",")
+            if "fail" in flags or "fail?" in flags or "disconnected" in fields[7:8]:
+                roles[port] = "failed"
+            elif "master" in flags and len(fields) > 8:
+                roles[port] = "master"
+            elif "slave" in flags:
+                roles[port] = "replica"
+            else:
+                roles[port] = "failed"
+        return roles
+
+    def masters(self) -> list[RedisServer]:
+        roles = self.roles()
+        return [node for node in self.nodes if node.running and roles.get(node.port) == "master"]
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+
+def start_redis_cluster(masters: int = 3, replicas: int = 1) -> RedisCluster:
+    cluster = RedisCluster(masters, replicas)
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.close()
+        raise
+    return cluster
 
 
 class PostgresServer(Engine):

@@ -8,7 +8,7 @@ from typing import NoReturn
 import pytest
 
 from harness import services
-from harness.services import PostgresServer, RedisServer, Unavailable
+from harness.services import PostgresServer, RedisCluster, RedisServer, Unavailable
 
 
 def missing(reason: str) -> NoReturn:
@@ -35,5 +35,12 @@ def start_redis(port: int | None = None) -> RedisServer:
 def start_postgres(port: int | None = None) -> PostgresServer:
     try:
         return services.start_postgres(port)
+    except Unavailable as exc:
+        missing(str(exc))
+
+
+def start_redis_cluster() -> RedisCluster:
+    try:
+        return services.start_redis_cluster()
     except Unavailable as exc:
         missing(str(exc))
