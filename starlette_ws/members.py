@@ -58,11 +58,15 @@ class MemberEndpoint(TextEndpoint):
             return
         # Starlette's TestClient cancels the app as soon as it has sent the client's close; the
         # goodbye and the hub's shutdown are bounded (timeouts, CLOSE_GRACE), so they finish.
+        # The hub is released whatever the goodbye meets (an engine error): else, without the
+        # lifespan, it would outlive its last connection with its engine connections open.
         with anyio.CancelScope(shield=True):
-            if self.connection is not None:
-                await self.hub.leave(self.connection)
-            await self.on_leave()
-            await self.hubs.release(self.hub)
+            try:
+                if self.connection is not None:
+                    await self.hub.leave(self.connection)
+                await self.on_leave()
+            finally:
+                await self.hubs.release(self.hub)
 
     async def on_leave(self) -> None:
         """After the connection left its channel, before the hub is released: the goodbye."""

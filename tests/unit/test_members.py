@@ -12,6 +12,7 @@ from starlette_ws.app import create_app
 from starlette_ws.backends import MessageTooLarge
 from starlette_ws.connection import CLOSED, TOO_SLOW
 from starlette_ws.deny import MAX_REASON_BYTES
+from starlette_ws.history import HistoryError
 from starlette_ws.hubs import Hubs
 from starlette_ws.members import MemberEndpoint
 from starlette_ws.settings import Settings
@@ -131,3 +132,26 @@ async def test_the_goodbye_comes_after_leaving_the_channel_and_before_the_hub_is
         await endpoint.on_disconnect(websocket, 1000)
         assert endpoint.found == (CLOSED, True)
         assert not hub.listening and len(hub) == 0
+
+
+class FailingGoodbye(MemberEndpoint):
+    """A goodbye that meets an engine error."""
+
+    async def on_leave(self) -> None:
+        raise HistoryError("Redis at 127.0.0.1:1 does not answer")
+
+
+async def test_a_goodbye_that_fails_still_releases_the_hub() -> None:
+    """Without the lifespan the hub stops with its last connection: an error in the goodbye must
+    not keep it (and its engine connections) alive."""
+    with anyio.fail_after(5):
+        app = create_app(Settings())
+        send = FakeSend()
+        websocket = socket(send, app=app)
+        endpoint = FailingGoodbye(websocket.scope, never, send)
+        endpoint.admit(websocket, {"client_id": 1})
+        endpoint.hub = hub = await app.state.hubs.acquire()
+        endpoint.connection = await hub.join("chat", websocket)
+        with pytest.raises(HistoryError):
+            await endpoint.on_disconnect(websocket, 1000)
+        assert not hub.listening  # released: stopped with its last user
