@@ -25,7 +25,7 @@ from starlette_ws.backends import BackendError, MessageTooLarge
 from starlette_ws.endpoint import settings_of
 from starlette_ws.history import HistoryError, HistoryUncertain, RoomStore, room_channel
 from starlette_ws.hubs import Hubs
-from starlette_ws.params import Error, InvalidValue, missing
+from starlette_ws.params import Error, InvalidValue, error, missing
 from starlette_ws.presence import members_of
 from starlette_ws.recovery import CHECK, compact, removal
 from starlette_ws.rooms import parse_client_id, parse_epoch, parse_room, parse_since, rest_of
@@ -42,10 +42,6 @@ class Refused(Exception):
         self.status_code = status_code
         self.errors = errors
         self.headers = headers
-
-
-def error(kind: str, loc: list[str], msg: str, value: str | None = None) -> Error:
-    return {"type": kind, "loc": loc, "msg": msg, "input": value}
 
 
 def guarded(operation: str, handler: Handler) -> Handler:

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from starlette_ws.hosts import host_allowed
-from starlette_ws.params import Error, missing
+from starlette_ws.params import Error, error, missing
 
 NO_CREDENTIALS = "Field required: a 'session' cookie or a 'token' query parameter"
 
@@ -39,7 +39,7 @@ def origin_errors(
         ok = own and host_allowed(host, allowed_hosts)
     if ok:
         return []
-    return [{"type": "origin", "loc": ["header", "origin"], "msg": f"Origin not allowed: {origin}", "input": origin}]
+    return [error("origin", ["header", "origin"], f"Origin not allowed: {origin}", origin)]
 
 
 def api_key_errors(authorization: str | None, keys: Sequence[str]) -> list[Error]:
@@ -51,10 +51,10 @@ def api_key_errors(authorization: str | None, keys: Sequence[str]) -> list[Error
     scheme, _, given = authorization.strip().partition(" ")
     given = given.strip()
     if scheme.lower() != "bearer" or not given:
-        return [{"type": "api_key_malformed", "loc": loc, "msg": "Expected Authorization: Bearer <key>", "input": None}]
+        return [error("api_key_malformed", loc, "Expected Authorization: Bearer <key>")]
     found = False
     for key in keys:
         found |= hmac.compare_digest(given.encode(), key.encode())
     if found:
         return []
-    return [{"type": "api_key_invalid", "loc": loc, "msg": "This API key is not valid", "input": None}]
+    return [error("api_key_invalid", loc, "This API key is not valid")]

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from starlette_ws.deny import deny
-from starlette_ws.params import Error
+from starlette_ws.params import Error, error
 
 # A registered name or a bracketed IP literal, then an optional port.
 HOST_HEADER = re.compile(r"(\[[0-9a-f:.]+\]|[^\s:/?#@\[\]]+)(?::[0-9]+)?", re.IGNORECASE)
@@ -45,7 +45,7 @@ def host_allowed(header: str | None, patterns: Sequence[str]) -> bool:
 
 def host_errors(header: str | None) -> list[Error]:
     msg = "Host header missing" if header is None else f"Host not allowed: {header}"
-    return [{"type": "host", "loc": ["header", "host"], "msg": msg, "input": header}]
+    return [error("host", ["header", "host"], msg, header)]
 
 
 class TrustedHosts(TrustedHostMiddleware):

@@ -89,12 +89,17 @@ def resolve(params: Sequence[Param], sources: Sources) -> tuple[dict[str, Any], 
         try:
             values[param.name] = param.parse(raw)
         except InvalidValue as exc:
-            errors.append({"type": exc.type, "loc": [param.source, param.name], "msg": exc.msg, "input": raw})
+            errors.append(error(exc.type, [param.source, param.name], exc.msg, raw))
     return values, errors
 
 
+def error(kind: str, loc: list[str], msg: str, value: str | None = None) -> Error:
+    """One problem, shaped as FastAPI's: its type, where it is, what is wrong, what was given."""
+    return {"type": kind, "loc": loc, "msg": msg, "input": value}
+
+
 def missing(source: str, name: str, msg: str = "Field required") -> Error:
-    return {"type": "missing", "loc": [source, name], "msg": msg, "input": None}
+    return error("missing", [source, name], msg)
 
 
 def sources_of(conn: HTTPConnection) -> Sources:

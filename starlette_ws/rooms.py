@@ -131,12 +131,7 @@ class RoomEndpoint(MemberEndpoint):
 
     @staticmethod
     def too_often(loc: list[str], value: str, whose: str) -> Error:
-        return {
-            "type": "rate_limited",
-            "loc": loc,
-            "msg": f"Too many room connections {whose}: try again later",
-            "input": value,
-        }
+        return params.error("rate_limited", loc, f"Too many room connections {whose}: try again later", value)
 
     async def on_connect(self, websocket: WebSocket) -> None:
         outage = self.hubs.room_outage
@@ -279,8 +274,8 @@ async def presence(request: Request) -> Response:
     try:
         room = parse_room(request.path_params["room"])
     except InvalidValue as exc:
-        error: Error = {"type": exc.type, "loc": ["path", "room"], "msg": exc.msg, "input": request.path_params["room"]}
-        return JSONResponse({"detail": [error]}, status_code=status.HTTP_404_NOT_FOUND)
+        refused = params.error(exc.type, ["path", "room"], exc.msg, request.path_params["room"])
+        return JSONResponse({"detail": [refused]}, status_code=status.HTTP_404_NOT_FOUND)
     sees, errors = viewer(request)
     if sees is None:
         return unauthorized(errors)

@@ -19,7 +19,7 @@ from typing import Any
 
 import jwt
 
-from starlette_ws.params import Error
+from starlette_ws.params import Error, error
 
 HMAC_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 3.2: a key at least as long as the hash
 MAX_PATTERNS = 64
@@ -124,7 +124,7 @@ def matches(pattern: str, room: str) -> bool:
 
 
 def refusal(kind: str, msg: str, loc: list[str] | None = None) -> Error:
-    return {"type": kind, "loc": loc or TOKEN_LOC, "msg": msg, "input": None}
+    return error(kind, loc or TOKEN_LOC, msg)
 
 
 def identify(token: str | None, verifier: Verifier, *, now: float | None = None) -> tuple[Identity | None, list[Error]]:
