@@ -110,6 +110,17 @@ async def test_a_line_too_large_for_the_engine_is_closed_1009_with_why_cut_to_fi
         await endpoint.on_disconnect(websocket, 1009)
 
 
+async def joined_as(kind: type[MemberEndpoint]) -> tuple[MemberEndpoint, WebSocket]:
+    """An endpoint of `kind` admitted as client 1 and joined to the chat of a new app."""
+    app, send = create_app(Settings()), FakeSend()
+    websocket = socket(send, app=app)
+    endpoint = kind(websocket.scope, never, send)
+    endpoint.admit(websocket, {"client_id": 1})
+    endpoint.hub = await app.state.hubs.acquire()
+    endpoint.connection = await endpoint.hub.join("chat", websocket)
+    return endpoint, websocket
+
+
 class Goodbye(MemberEndpoint):
     """Notes what it finds when it says goodbye."""
 
@@ -122,15 +133,11 @@ class Goodbye(MemberEndpoint):
 
 async def test_the_goodbye_comes_after_leaving_the_channel_and_before_the_hub_is_released() -> None:
     with anyio.fail_after(5):
-        app = create_app(Settings())
-        send = FakeSend()
-        websocket = socket(send, app=app)
-        endpoint = Goodbye(websocket.scope, never, send)
-        endpoint.admit(websocket, {"client_id": 1})
-        endpoint.hub = hub = await app.state.hubs.acquire()
-        endpoint.connection = await hub.join("chat", websocket)
+        endpoint, websocket = await joined_as(Goodbye)
+        hub = endpoint.hub
+        assert hub is not None
         await endpoint.on_disconnect(websocket, 1000)
-        assert endpoint.found == (CLOSED, True)
+        assert isinstance(endpoint, Goodbye) and endpoint.found == (CLOSED, True)
         assert not hub.listening and len(hub) == 0
 
 
@@ -145,13 +152,9 @@ async def test_a_goodbye_that_fails_still_releases_the_hub() -> None:
     """Without the lifespan the hub stops with its last connection: an error in the goodbye must
     not keep it (and its engine connections) alive."""
     with anyio.fail_after(5):
-        app = create_app(Settings())
-        send = FakeSend()
-        websocket = socket(send, app=app)
-        endpoint = FailingGoodbye(websocket.scope, never, send)
-        endpoint.admit(websocket, {"client_id": 1})
-        endpoint.hub = hub = await app.state.hubs.acquire()
-        endpoint.connection = await hub.join("chat", websocket)
+        endpoint, websocket = await joined_as(FailingGoodbye)
+        hub = endpoint.hub
+        assert hub is not None
         with pytest.raises(HistoryError):
             await endpoint.on_disconnect(websocket, 1000)
         assert not hub.listening  # released: stopped with its last user
