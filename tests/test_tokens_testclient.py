@@ -89,6 +89,22 @@ DAY = 86_400  # tokens made when the tests are collected must still be valid whe
         ),
         (f"?token={jwt.encode({'sub': '7', 'exp': int(time.time()) + DAY}, '', algorithm='none')}", "token_algorithm"),
     ],
+    # the tokens carry the time they were made: named ones keep every xdist worker's collection the same
+    ids=[
+        "absent",
+        "empty",
+        "not-a-jwt",
+        "one-part",
+        "other-secret",
+        "expired",
+        "other-sub",
+        "other-room",
+        "no-exp",
+        "rooms-not-a-list",
+        "exp-not-a-number",
+        "hs512",
+        "alg-none",
+    ],
 )
 def test_every_refusal_is_a_403_that_says_why(client: TestClient, query: str, reason: str) -> None:
     status, detail = refusal(client, f"/rooms/team-a/ws/7{query}")
