@@ -19,6 +19,8 @@ SCHEMES = {
     "memory": "memory",
     "redis": "redis",
     "rediss": "redis",
+    "redis+cluster": "cluster",
+    "rediss+cluster": "cluster",
     "postgres": "postgres",
     "postgresql": "postgres",
 }
@@ -51,6 +53,10 @@ class Engine:
             from starlette_ws.backends.redis import RedisBackend
 
             return RedisBackend(self.url)
+        if self.kind == "cluster":
+            from starlette_ws.backends.cluster import ClusterBackend
+
+            return ClusterBackend(self.url)
         from starlette_ws.backends.postgres import PostgresBackend
 
         return PostgresBackend(self.url)
@@ -65,6 +71,10 @@ class Engine:
             from starlette_ws.history.redis import RedisStore
 
             return RedisStore(self.url, prefix, history, seconds)
+        if self.kind == "cluster":
+            from starlette_ws.history.cluster import ClusterStore
+
+            return ClusterStore(self.url, prefix, history, seconds)
         from starlette_ws.history.postgres import PostgresStore
 
         return PostgresStore(self.url, prefix, history, seconds)

@@ -114,12 +114,13 @@ class Rooms:
         """Every `check_seconds`, and as soon as the hub's subscription is back after an outage,
         every room with members here is checked against the store (`RoomStream.check`)."""
         loop = asyncio.get_running_loop()
-        listening = self.hub.listening
+        listening, resubscribed = self.hub.listening, self.hub.backend.resubscribed
         due = loop.time() + self.settings.room_check_seconds
         while True:
             await asyncio.sleep(min(LISTENING_POLL, self.settings.room_check_seconds))
-            now_listening = self.hub.listening
-            back, listening = now_listening and not listening, now_listening
+            now_listening, now_resubscribed = self.hub.listening, self.hub.backend.resubscribed
+            back = (now_listening and not listening) or now_resubscribed != resubscribed
+            listening, resubscribed = now_listening, now_resubscribed
             if back or loop.time() >= due:
                 due = loop.time() + self.settings.room_check_seconds
                 streams = list(self.streams.values())

@@ -104,6 +104,10 @@ ROOM_STORE_ERRORS = Counter(
     ["operation"],
 )
 ROOM_GAPS = Counter("starlette_ws_room_gaps", "Gap messages sent to room members: entries they can no longer be given.")
+ROOM_HISTORIES_LOST = Counter(
+    "starlette_ws_room_histories_lost",
+    "Rooms whose engine history went back below what was delivered (a failover lost entries): a new epoch began.",
+)
 ROOM_HOLES_FILLED = Counter(
     "starlette_ws_room_holes_filled",
     "Entries a live room member had not received in order and was sent from the store (a hole filled).",

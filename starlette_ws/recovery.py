@@ -102,6 +102,11 @@ class RoomStream:
         self._tasks: set[asyncio.Task[None]] = set()
         self._last: Position | None = None  # the latest entry delivered here
 
+    @property
+    def last(self) -> Position | None:
+        """The latest entry of the room this process was given."""
+        return self._last
+
     def add(self, connection: Connection, client_id: int | None = None) -> Member:
         """A new member, held until `release`."""
         member = self.members[connection] = Member(connection, client_id)
@@ -166,6 +171,9 @@ class RoomStream:
             return
         try:
             top = await self.store.top(self.room)
+            last = self._last
+            if top is not None and last is not None and top.epoch == last.epoch and top.offset < last.offset:
+                top = await self._renew(top, last)
         except (HistoryError, BackendError) as exc:
             metrics.ROOM_STORE_ERRORS.labels(operation="top").inc()
             logger.debug("Room %r: position check failed: %s", self.room, exc)
@@ -179,6 +187,20 @@ class RoomStream:
             elif top is None or top.epoch != current.epoch or top.offset > current.offset:
                 member.held = []
                 self._read(member)
+
+    async def _renew(self, top: Position, last: Position) -> Position | None:
+        """The engine's history went back below what this process was given (acknowledged entries
+        lost in a failover): a new epoch, so that members are told, and no offset given twice."""
+        if await self.store.renew(self.room, last):
+            metrics.ROOM_HISTORIES_LOST.inc()
+            logger.warning(
+                "Room %r: the engine's history went back from offset %d to %d (entries lost in a "
+                "failover?); a new epoch begins and members are told what they missed",
+                self.room,
+                last.offset,
+                top.offset,
+            )
+        return await self.store.top(self.room)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

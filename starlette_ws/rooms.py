@@ -201,7 +201,8 @@ class RoomEndpoint(MemberEndpoint):
         entry = {"type": "message", "room": self.room, "client_id": self.client_id, "text": data}
         entry["time"] = round(time.time(), 3)
         try:
-            await self.rooms.store.append(self.room, rest_of(entry))
+            seen = self.stream.last if self.stream is not None else None
+            await self.rooms.store.append(self.room, rest_of(entry), seen)
         except MessageTooLarge as exc:
             await self.too_large(websocket, exc)
         except (HistoryError, BackendError) as exc:

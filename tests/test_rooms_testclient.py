@@ -221,7 +221,7 @@ class FailingStore:
             raise self.error
         return getattr(self.store, name)
 
-    async def append(self, room: str, rest: str) -> Any:
+    async def append(self, room: str, rest: str, seen: Any = None) -> Any:
         raise self.error
 
 

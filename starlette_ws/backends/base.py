@@ -44,11 +44,15 @@ class Backend(Protocol):
     subclass `PublishUncertain` when it was sent but never confirmed. `listening` is true while
     this process's subscription is up, so that a message published now comes back to it. `ping`
     makes one round trip to the engine, raising `BackendError` when no answer comes (a stalled
-    engine keeps its sockets open, so `listening` stays true).
+    engine keeps its sockets open, so `listening` stays true). `resubscribed` counts the times the
+    subscription was made again after it was lost: what was published meanwhile never arrived.
     """
 
     @property
     def listening(self) -> bool: ...
+
+    @property
+    def resubscribed(self) -> int: ...
 
     async def connect(self) -> None: ...
 

@@ -32,6 +32,8 @@ class MemoryBus:
 class MemoryBackend:
     """One process only: a publish is delivered straight back to the subscriptions on its bus."""
 
+    resubscribed = 0  # never: nothing between it and the bus can fail
+
     def __init__(self, url: str = "memory://", bus: MemoryBus | None = None) -> None:
         self._bus = bus or MemoryBus()
         self._bus.attach(self)

@@ -63,6 +63,7 @@ class PostgresBackend:
         self.health_check = health_check
         self.pool_size = pool_size
         self.address = address_of(url, PORT)
+        self.resubscribed = 0
         self._channels: set[str] = set()
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
@@ -197,6 +198,7 @@ class PostgresBackend:
             if self._listener is None:
                 detail = f"listening again on {len(self._channels)} channel(s)"
                 await self._retry.until_back(self._listen, ERRORS, detail)
+                self.resubscribed += 1
                 continue
             self._wakeup.clear()
             try:

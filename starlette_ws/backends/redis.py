@@ -115,6 +115,7 @@ class RedisBackend:
         self.probe = probe
         self._pinged: float | None = None  # when the PING still unanswered went out
         self.address = address_of(url, PORT)
+        self.resubscribed = 0
         self._channels: set[str] = set()
         self._publisher: Redis | None = None
         self._subscriber: Redis | None = None
@@ -245,6 +246,7 @@ class RedisBackend:
             if pubsub is None:
                 detail = f"subscribed again to {len(self._channels)} channel(s)"
                 await self._retry.until_back(self._resubscribe, ERRORS, detail)
+                self.resubscribed += 1
                 continue
             # The read runs in its own task and survives our cancellation: a message it has
             # already taken off the socket is returned by the next call instead of being lost.

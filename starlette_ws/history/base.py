@@ -78,6 +78,11 @@ class Kept:
         self.history = history
         self.seconds = seconds
 
+    async def renew(self, room: str, seen: Position) -> bool:
+        """Nothing to do where an acknowledged write is never lost (one process's memory, a
+        committed PostgreSQL transaction)."""
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -124,10 +129,17 @@ class RoomStore(Protocol):
 
     async def disconnect(self) -> None: ...
 
-    async def append(self, room: str, rest: str) -> Entry:
+    async def append(self, room: str, rest: str, seen: Position | None = None) -> Entry:
         """Give the next offset, keep the entry (trimming by count and age) and publish its
         payload on `room_channel(prefix, room)`; every process receives a room's entries in
-        offset order. Raises `HistoryError` when nothing was appended."""
+        offset order. Raises `HistoryError` when nothing was appended. `seen`: the room's latest
+        position this process was given; an engine that can lose acknowledged writes (`renew`)
+        starts a new epoch first when its history is behind it, so no offset is given twice."""
+        ...
+
+    async def renew(self, room: str, seen: Position) -> bool:
+        """When the room's last offset is below `seen` in `seen`'s epoch (entries this process
+        was given are gone: a failover lost them), start a new epoch and say True."""
         ...
 
     async def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:

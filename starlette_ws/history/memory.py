@@ -47,7 +47,7 @@ class MemoryStore(Kept):
     async def disconnect(self) -> None:
         pass
 
-    async def append(self, room: str, rest: str) -> Entry:
+    async def append(self, room: str, rest: str, seen: Position | None = None) -> Entry:
         with self._lock:
             state = self._rooms.setdefault(room, _Room())
             state.last += 1

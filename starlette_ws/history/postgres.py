@@ -94,7 +94,7 @@ class PostgresStore(Kept):
             except ERRORS:
                 pool.terminate()
 
-    async def append(self, room: str, rest: str) -> Entry:
+    async def append(self, room: str, rest: str, seen: Position | None = None) -> Entry:
         size = len(pack(1, "0" * 16, payload(1, "0" * 16, rest)).encode())  # the smallest it can be
         if size >= MAX_PAYLOAD:
             raise MessageTooLarge(self._too_large(size))

@@ -51,6 +51,7 @@ from starlette_ws.history.redis_lua import (
     APPEND,
     MEMBERS,
     PRESENT,
+    RENEW,
     REPLAY,
     RESET,
     ROOMS,
@@ -78,8 +79,12 @@ class RedisStore(Kept):
         self.timeout = timeout
         self.idle = max(idle, seconds)
         self.pool_size = pool_size
-        self.address = address_of(url, PORT)
+        self.address = self.address_of(url)
         self._client: Redis | None = None
+
+    @staticmethod
+    def address_of(url: str) -> str:
+        return address_of(url, PORT)
 
     async def connect(self) -> None:
         """Reach Redis once; a server that is not there at start-up is a configuration error."""
@@ -95,18 +100,24 @@ class RedisStore(Kept):
         if client is not None:
             await client.aclose()
 
-    async def append(self, room: str, rest: str) -> Entry:
+    async def append(self, room: str, rest: str, seen: Position | None = None) -> Entry:
         keys = [self._key("meta", room), self._key("history", room)]
         args = [
             secrets.token_hex(8),
             rest,
-            room_channel(self.prefix, room),
+            self._channel(room),
             self.history,
-            _ms(self.seconds),
-            _ms(self.idle),
+            milliseconds(self.seconds),
+            milliseconds(self.idle),
+            *((seen.offset, seen.epoch) if seen is not None else ("", "")),
         ]
-        offset, epoch, text = await self._run(APPEND, keys, args, uncertain=True)
+        offset, epoch, text = await self._run(self.append_script, keys, args, uncertain=True)
         return Entry(int(offset), epoch, text)
+
+    async def renew(self, room: str, seen: Position) -> bool:
+        """A new epoch when the room's history went back from `seen` (see `redis_lua.GONE_BACK`)."""
+        keys = [self._key("meta", room), self._key("history", room)]
+        return bool(await self._run(RENEW, keys, [seen.offset, seen.epoch]))
 
     async def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
         keys = [self._key("meta", room), self._key("history", room)]
@@ -114,8 +125,8 @@ class RedisStore(Kept):
             secrets.token_hex(8),
             "" if since is None else since,
             epoch or "",
-            _ms(self.seconds),
-            _ms(self.idle),
+            milliseconds(self.seconds),
+            milliseconds(self.idle),
         ]
         now, last, *flat = await self._run(REPLAY, keys, args)
         entries = [Entry(int(offset), now, text) for offset, text in zip(flat[::2], flat[1::2], strict=True)]
@@ -129,10 +140,12 @@ class RedisStore(Kept):
         return None if epoch is None else Position(int(last or 0), epoch)
 
     async def present(self, room: str, member: str, client_id: str, ttl: float) -> bool:
-        return bool(await self._run(PRESENT, self._presence_keys(room), [room, member, client_id, _ms(ttl)]))
+        arrived, _ = await self._run(PRESENT, self._presence_keys(room), [room, member, client_id, milliseconds(ttl)])
+        return bool(arrived)
 
     async def absent(self, room: str, member: str) -> bool:
-        return bool(await self._run(ABSENT, self._presence_keys(room), [room, member]))
+        left, _ = await self._run(ABSENT, self._presence_keys(room), [room, member])
+        return bool(left)
 
     async def clean(self) -> int:
         """Nothing to do: every key expires by itself (see the module's docstring)."""
@@ -151,8 +164,13 @@ class RedisStore(Kept):
             at += 2 + count
         return dict(sorted(rooms.items()))  # by name, as every store lists them
 
+    append_script = APPEND
+
     def _key(self, kind: str, room: str) -> str:
         return f"{self.prefix}{kind}:{room}"
+
+    def _channel(self, room: str) -> str:
+        return room_channel(self.prefix, room)
 
     def _presence_keys(self, room: str) -> list[str]:
         return [self._key("presence", room), self._key("presence-ids", room), f"{self.prefix}rooms"]
@@ -165,7 +183,7 @@ class RedisStore(Kept):
             raise HistoryError("the Redis history store is not connected")
 
         async def evaluate(connection: Any) -> Any:
-            await connection.send_command("EVALSHA", _sha(script), len(keys), *keys, *args)
+            await connection.send_command("EVALSHA", script_sha(script), len(keys), *keys, *args)
             try:
                 return await connection.read_response()
             except NoScriptError:
@@ -195,9 +213,9 @@ class RedisStore(Kept):
             raise HistoryError(f"Redis at {self.address} does not answer: {exc.reason}") from exc.__cause__
 
 
-def _sha(script: str) -> str:
+def script_sha(script: str) -> str:
     return hashlib.sha1(script.encode()).hexdigest()
 
 
-def _ms(seconds: float) -> int:
+def milliseconds(seconds: float) -> int:
     return max(1, round(seconds * 1000))

@@ -7,11 +7,27 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
+# A history gone back: the room's last offset is below one of its epoch a process was given
+# (`seen_offset`, `seen_epoch`), so entries it acknowledged were lost (a failover to a replica that
+# had not received them, a restart from an older snapshot). Its meta key goes, so the next offset
+# is given in a new epoch and never twice in one. `renewed` says whether it went.
+GONE_BACK = """
+local renewed = 0
+if seen_epoch ~= '' and redis.call('HGET', KEYS[1], 'epoch') == seen_epoch
+    and tonumber(redis.call('HGET', KEYS[1], 'last') or '0') < tonumber(seen_offset) then
+    redis.call('DEL', KEYS[1])
+    renewed = 1
+end
+"""
+
 # A new epoch starts a new history: entries left from a lost one (the meta key evicted or
 # expired, the stream not yet) must not be replayed under it.
-# KEYS: meta, history. ARGV: a new epoch, rest, channel, history, seconds (ms), idle (ms).
+# KEYS: meta, history. ARGV: a new epoch, rest, channel, history, seconds (ms), idle (ms), and the
+# last position this process was given ('' and '' for none).
 APPEND = (
     NOW
+    + "local seen_offset, seen_epoch = ARGV[7], ARGV[8]\n"
+    + GONE_BACK
     + """
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then redis.call('DEL', KEYS[2]) end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -58,26 +74,43 @@ return result
 """
 )
 
-# Drops expired members and keeps the expiries of the room's keys and its place in the list of
-# rooms in step with its latest member. KEYS: presence, presence-ids, rooms. ARGV[1]: the room.
+# Drops expired members and keeps the expiries of the room's keys in step with its latest member;
+# `until_ms` is when that one expires ('0': none left). KEYS: presence, presence-ids.
 SETTLE = """
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 for _, member in ipairs(gone) do redis.call('HDEL', KEYS[2], member) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local until_ms = '0'
 if #top > 0 then
-    local until_ms = string.format('%d', tonumber(top[2]))
+    until_ms = string.format('%d', tonumber(top[2]))
     redis.call('PEXPIREAT', KEYS[1], until_ms)
     redis.call('PEXPIREAT', KEYS[2], until_ms)
-    redis.call('ZADD', KEYS[3], until_ms, ARGV[1])
 else
     redis.call('DEL', KEYS[2])
-    redis.call('ZREM', KEYS[3], ARGV[1])
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-local latest = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-if #latest > 0 then redis.call('PEXPIREAT', KEYS[3], string.format('%d', tonumber(latest[2]))) end
 """
+
+# The room ARGV[1] in the list of rooms KEYS[last] until `until_ms` ('0': out of it), which expires
+# with its latest room. On one Redis it runs inside the presence scripts; on a cluster, where the
+# list lives in a slot of its own, as a script of its own after them (`LISTED`).
+LIST = """
+local rooms = KEYS[#KEYS]
+if until_ms ~= '0' then redis.call('ZADD', rooms, until_ms, ARGV[1]) else redis.call('ZREM', rooms, ARGV[1]) end
+redis.call('ZREMRANGEBYSCORE', rooms, '-inf', now)
+local latest = redis.call('ZREVRANGE', rooms, 0, 0, 'WITHSCORES')
+if #latest > 0 then redis.call('PEXPIREAT', rooms, string.format('%d', tonumber(latest[2]))) end
+"""
+
+# KEYS: rooms. ARGV: room, until (ms, '0': gone).
+LISTED = NOW + "local until_ms = ARGV[2]\n" + LIST
+
+# With a third key (the list of rooms, on one Redis) the presence scripts also keep the list.
+SETTLE_LISTED = SETTLE + "if #KEYS == 3 then\n" + LIST + "end\n"
+
+# KEYS: meta, history. ARGV: the last offset and epoch this process was given. Returns 1 when the
+# history had gone back from there: the next append or replay draws a new epoch.
+RENEW = "local seen_offset, seen_epoch = ARGV[1], ARGV[2]\n" + GONE_BACK + "return renewed"
 
 # KEYS: meta, history. Without its meta key, the room's next append or replay draws a new epoch.
 RESET = "return redis.call('DEL', KEYS[1], KEYS[2])"
@@ -96,7 +129,8 @@ local function others(id)
 end
 """
 
-# ARGV: room, member, client id, ttl (ms). Returns 1 when no other member has the client id.
+# KEYS: presence, presence-ids[, rooms]. ARGV: room, member, client id, ttl (ms). Returns 1 when
+# no other member has the client id (0 otherwise), and when the room's latest member expires.
 PRESENT = (
     NOW
     + SETTLE
@@ -106,11 +140,12 @@ local arrived = not others(ARGV[3])
 redis.call('ZADD', KEYS[1], string.format('%d', now + tonumber(ARGV[4])), ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 """
-    + SETTLE
-    + "if arrived then return 1 else return 0 end"
+    + SETTLE_LISTED
+    + "if arrived then return {1, until_ms} else return {0, until_ms} end"
 )
 
-# ARGV: room, member. Returns 1 when the member was there and no other member has its client id.
+# KEYS: presence, presence-ids[, rooms]. ARGV: room, member. Returns 1 when the member was there
+# and no other member has its client id (0 otherwise), and when the room's latest member expires.
 ABSENT = (
     NOW
     + SETTLE
@@ -121,14 +156,14 @@ redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
 local left = id and not others(id)
 """
-    + SETTLE
-    + "if left then return 1 else return 0 end"
+    + SETTLE_LISTED
+    + "if left then return {1, until_ms} else return {0, until_ms} end"
 )
 
-# ARGV: room. Returns the client ids of the members present now.
+# KEYS: presence, presence-ids[, rooms]. ARGV: room. Returns the client ids of the members present now.
 MEMBERS = (
     NOW
-    + SETTLE
+    + SETTLE_LISTED
     + """
 local ids = {}
 for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
@@ -136,6 +171,16 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
     if id then table.insert(ids, id) end
 end
 return ids
+"""
+)
+
+# KEYS: rooms. Returns the rooms with members now (on a cluster each room's members are asked for
+# in its own slot).
+LISTING = (
+    NOW
+    + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 """
 )
 
@@ -161,3 +206,6 @@ end
 return result
 """
 )
+
+# A cluster's append: the entry is published on the room's shard channel, in the room's slot.
+SHARDED_APPEND = APPEND.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")

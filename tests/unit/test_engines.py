@@ -8,11 +8,13 @@ from typing import Any
 import anyio
 import pytest
 
+from starlette_ws.backends.cluster import ClusterBackend
 from starlette_ws.backends.memory import MemoryBackend
 from starlette_ws.backends.postgres import PostgresBackend
 from starlette_ws.backends.redis import RedisBackend
 from starlette_ws.engines import SCHEMES, Engine
 from starlette_ws.history import room_channel, unpack
+from starlette_ws.history.cluster import ClusterStore
 from starlette_ws.history.memory import MemoryStore
 from starlette_ws.history.postgres import PostgresStore
 from starlette_ws.history.redis import RedisStore
@@ -26,6 +28,8 @@ from starlette_ws.history.redis import RedisStore
         ("rediss://127.0.0.1:1/0", RedisBackend, RedisStore),
         ("postgres://u@127.0.0.1:1/d", PostgresBackend, PostgresStore),
         ("postgresql://u@127.0.0.1:1/d", PostgresBackend, PostgresStore),
+        ("redis+cluster://127.0.0.1:1,127.0.0.1:2", ClusterBackend, ClusterStore),
+        ("rediss+cluster://u:p@127.0.0.1:1", ClusterBackend, ClusterStore),
     ],
 )
 def test_each_scheme_names_its_backend_and_store(url: str, backend: type, store: type) -> None:
@@ -37,7 +41,7 @@ def test_each_scheme_names_its_backend_and_store(url: str, backend: type, store:
     assert engine.in_process is (url == "memory://")
 
 
-@pytest.mark.parametrize("url", ["ftp://x", "redis+cluster://x", "", "memory"])
+@pytest.mark.parametrize("url", ["ftp://x", "redis-cluster://x", "", "memory"])
 def test_an_unknown_scheme_is_refused_with_the_known_ones(url: str) -> None:
     with pytest.raises(ValueError, match="unknown scheme") as refused:
         Engine(url)

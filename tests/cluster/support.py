@@ -1,0 +1,58 @@
+"""What the cluster engine's tests share: where a name lives, and moving a slot by hand."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from redis.crc import key_slot
+
+from harness.services import RedisCluster, RedisServer
+
+
+def rest(text: str) -> str:
+    return json.dumps({"type": "message", "text": text}, separators=(",", ":"))[1:]
+
+
+def slot_of(name: str) -> int:
+    return key_slot(name.encode())
+
+
+def owner_of(cluster: RedisCluster, name: str) -> RedisServer:
+    """The master that serves `name`'s slot now, as the cluster says."""
+    slot = slot_of(name)
+    return next(master for master in cluster.masters() if _serves(cluster, master, slot))
+
+
+def move_slot(cluster: RedisCluster, slot: int, to: RedisServer) -> RedisServer:
+    """Migrate `slot` (and its keys) to the master `to` as `redis-cli --cluster reshard` does, one
+    step at a time; the master it came from."""
+    source = next(master for master in cluster.masters() if _serves(cluster, master, slot))
+    ids = {node.port: cluster.cli(node, "cluster", "myid").strip() for node in cluster.masters()}
+    cluster.cli(to, "cluster", "setslot", str(slot), "importing", ids[source.port])
+    cluster.cli(source, "cluster", "setslot", str(slot), "migrating", ids[to.port])
+    while keys := cluster.cli(source, "cluster", "getkeysinslot", str(slot), "100").split():
+        cluster.cli(source, "migrate", "127.0.0.1", str(to.port), "", "0", "5000", "keys", *keys)
+    for master in cluster.masters():
+        cluster.cli(master, "cluster", "setslot", str(slot), "node", ids[to.port])
+    deadline = time.monotonic() + 10
+    while not all(_serves(cluster, node, slot, ids[to.port]) for node in cluster.masters()):
+        assert time.monotonic() < deadline, "the slot's new owner was not agreed"
+        time.sleep(0.05)
+    return source
+
+
+def _serves(cluster: RedisCluster, node: RedisServer, slot: int, owner: str | None = None) -> bool:
+    """Whether `node` (or, with `owner`, the node of that id as `node` sees it) serves `slot`."""
+    me = owner or cluster.cli(node, "cluster", "myid").strip()
+    for row in cluster.cli(node, "cluster", "nodes").splitlines():
+        fields = row.split()
+        if fields[0] != me:
+            continue
+        for served in fields[8:]:
+            if served.startswith("["):
+                continue
+            low, _, high = served.partition("-")
+            if int(low) <= slot <= int(high or low):
+                return True
+    return False
