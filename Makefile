@@ -89,7 +89,8 @@ $(OLDEST_VENV)/.installed: setup.cfg pyproject.toml
 
 OLDEST_TESTS := tests/unit tests/test_spec_testclient.py tests/test_testclient_plain.py \
 	tests/test_rooms_testclient.py tests/test_tokens_testclient.py tests/test_rooms_bounds.py \
-	tests/test_fuzz_testclient.py tests/test_tokens_fuzz.py
+	tests/test_fuzz_testclient.py tests/test_tokens_fuzz.py tests/backends/test_redis_backend.py \
+	tests/backends/test_redis_history.py tests/cluster/test_engine.py tests/cluster/test_failover.py
 
 test-oldest: $(OLDEST_VENV)/.installed
 	$(OLDEST)/python -m pytest -p no:cacheprovider $(XDIST) $(OLDEST_TESTS) $(PYTEST_ARGS)
@@ -116,6 +117,7 @@ bench: $(INSTALLED)-bench system-deps
 	$(BIN)/python -m comparison.hub_bench $(HUB_BENCH_ARGS)
 	$(BIN)/python -m comparison.rooms_bench $(ROOMS_BENCH_ARGS)
 	$(BIN)/python -m comparison.token_bench $(TOKEN_BENCH_ARGS)
+	$(BIN)/python -m comparison.cluster_bench $(CLUSTER_BENCH_ARGS)
 	$(BIN)/python -m comparison.idle_bench $(IDLE_BENCH_ARGS)
 	$(BIN)/python -m comparison.startup_bench $(STARTUP_BENCH_ARGS)
 

@@ -401,6 +401,7 @@ async def send_lines(
     collect: Callable[[], T],
     room: str | None = None,
     settle: bool = False,
+    more_pids: Sequence[int] = (),
 ) -> tuple[int, float, T]:
     """Send chat lines, each stamped with time.time_ns: at ``rate`` per second, or back to back.
 
@@ -427,12 +428,12 @@ async def send_lines(
             if sequence == 0 and settle:
                 await quiet(server_pid)
             if sequence == 0:
-                cpu_before = tree_cpu(server_pid)
+                cpu_before = tree_cpu(server_pid) + sum(tree_cpu(pid) for pid in more_pids)
             now = time.time_ns()
             first_ns = first_ns or (now if sequence == 0 else 0)
             await ws.send(f"{sequence} {now}")
         collected = await asyncio.get_running_loop().run_in_executor(None, collect)
-        cpu = tree_cpu(server_pid) - cpu_before
+        cpu = tree_cpu(server_pid) + sum(tree_cpu(pid) for pid in more_pids) - cpu_before
         reader.cancel()
         abort_all([ws])
     return first_ns, cpu, collected
@@ -463,6 +464,8 @@ def broadcast_fanout(
     stalled: int = 0,
     room: str | None = None,
     settle: bool = False,
+    sender_url: str | None = None,
+    more_pids: Sequence[int] = (),
 ) -> Figures:
     """Deliveries per second, p50/p99 delivery latency and server CPU per delivery of a chat broadcast.
 
@@ -471,6 +474,8 @@ def broadcast_fanout(
     back to back when ``rate`` is None. ``stalled`` more chat clients join first and never read
     (what they are sent is not counted). ``room``: everyone is in that room instead of the
     tutorial's chat. ``settle``: the measured lines wait until the server is quiet.
+    ``sender_url``: the sender talks to that server instead (another process, on the same engine);
+    ``more_pids``: processes whose CPU time counts too (that server's).
     """
     processes = processes or max(1, math.ceil(receivers / 250))
     context = multiprocessing.get_context("spawn")
@@ -496,7 +501,8 @@ def broadcast_fanout(
         # Unpaced, the sender is done long before the server: the wait allows for a slow one.
         grace = GRACE + receivers * messages / SLOWEST_FANOUT
         collect = functools.partial(collect_reports, results, len(workers), finish, grace)
-        first_ns, cpu, reports = run(send_lines(base_url, messages, rate, server_pid, collect, room, settle))
+        sending = send_lines(sender_url or base_url, messages, rate, server_pid, collect, room, settle, more_pids)
+        first_ns, cpu, reports = run(sending)
     finally:
         finish.set()
         release.set()

@@ -163,9 +163,12 @@ class RedisCluster:
     def start(self) -> None:
         for node in self.nodes:
             node.start()
-        addresses = [f"{HOST}:{node.port}" for node in self.nodes]
-        create = ["--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas), "--cluster-yes"]
-        self.cli(self.nodes[0], *create)
+        if len(self.nodes) == 1:  # one master (`--cluster create` wants three): every slot on it
+            self.cli(self.nodes[0], "cluster", "addslotsrange", "0", "16383")
+        else:
+            addresses = [f"{HOST}:{node.port}" for node in self.nodes]
+            create = ["--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas), "--cluster-yes"]
+            self.cli(self.nodes[0], *create)
         wait_until(self.ready, START_TIMEOUT, what="redis cluster")
 
     def cli(self, node: RedisServer, *args: str) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from comparison.report.bench import bench_section
 from comparison.report.charts import LOC_CHART, bench_charts
+from comparison.report.cluster import cluster_section
 from comparison.report.hub import hub_section
 from comparison.report.idle import idle_section
 from comparison.report.loc import Loc, loc_from, loc_section
@@ -32,6 +33,7 @@ def render(results: Results, notes: Path) -> str:
     hub, rooms, tokens, timing, idle = (
         read_json(path) for path in (results.hub, results.rooms, results.tokens, results.timing, results.idle)
     )
+    cluster = read_json(results.cluster)
     medians = None if bench is None else bench.get("medians", {})
     targets, summary = targets_section(bench)
     measure = environment_meta(environment)
@@ -58,6 +60,12 @@ def render(results: Results, notes: Path) -> str:
             rooms_section(rooms, results.rooms),
         ),
         ("Room tokens", results.tokens, meta_of(tokens), tokens_section(tokens, results.tokens)),
+        (
+            "Redis Cluster against one Redis",
+            results.cluster,
+            meta_of(cluster),
+            cluster_section(cluster, results.cluster),
+        ),
         ("Lines of code per demo", results.loc, measure, loc_section(read_loc(results), LOC_CHART)),
         ("Packages installed", results.packages, measure, packages_section(read_json(results.packages))),
         ("Import and start-up time", results.timing, meta_of(timing), timing_section(timing)),

@@ -30,6 +30,7 @@ class Results:
         self.idle = directory / "idle_bench.json"
         self.rooms = directory / "rooms_bench.json"
         self.tokens = directory / "token_bench.json"
+        self.cluster = directory / "cluster_bench.json"
         self.parity = directory / "parity.xml"
         self.timing = directory / "timing.json"
         self.environment = directory / "environment.json"

@@ -285,12 +285,12 @@ class ClusterBackend:
 
 
 async def ping_masters(nodes: Nodes, what: str, error: type[Exception]) -> None:
-    """PING every master within `nodes.timeout`, or `error` naming those that did not answer
+    """PING every master within half of `nodes.timeout`, or `error` naming those that did not answer
     (and the slots are asked for again: a master that does not answer may have been replaced)."""
 
     async def ping(address: Address) -> None:
         client = nodes.client(address)
-        async with asyncio.timeout(nodes.timeout):
+        async with asyncio.timeout(nodes.timeout / 2):  # within the caller's budget: it can name who is silent
             await client.ping()
 
     masters = nodes.masters

@@ -137,10 +137,10 @@ class Nodes:
         return f"{self.base}{f'[{host}]' if ':' in host else host}:{port}"
 
     async def refresh(self) -> None:
-        """Ask the nodes, one after another (shuffled), which master owns each slot; one refresh at
-        a time, shared by every caller that asks meanwhile."""
-        if self._refreshing is None or self._refreshing.done():
-            self._refreshing = asyncio.ensure_future(self._refresh())
+        """Ask the nodes, one after another (masters first, shuffled), which master owns each slot;
+        one refresh at a time, shared by every caller that asks meanwhile."""
+        self.refresh_soon()
+        assert self._refreshing is not None
         await asyncio.shield(self._refreshing)
 
     def moved(self, slot: int, host: str, port: int) -> None:
@@ -149,6 +149,12 @@ class Nodes:
         self.owners[slot] = (host, port)
         if (host, port) not in self.known:
             self.known.append((host, port))
+
+    def refresh_soon(self) -> None:
+        """A refresh in the background (the next command waits for nothing)."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._refresh())
+            self._refreshing.add_done_callback(_retrieved)
 
     async def _refresh(self) -> None:
         masters = self.masters
@@ -203,6 +209,8 @@ class Nodes:
                 return await in_steps(self.client(address), max(left, 0.001), command)
             except Unanswered as exc:
                 cause = exc.__cause__
+                if not isinstance(cause, ResponseError):  # a node that failed may have been replaced
+                    self.refresh_soon()
                 if exc.sent or deadline - loop.time() <= 0:
                     raise
                 if isinstance(cause, MovedError):
@@ -226,6 +234,12 @@ class Nodes:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    """A refresh nobody awaited: its failure is the next command's to find, not asyncio's to log."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _ranges(slots: Any, asked: str) -> list[tuple[tuple[int, int], list[tuple[str, int]]]]:

@@ -153,4 +153,7 @@ async def test_a_subscriber_connection_gone_silent_is_replaced_within_seconds(
     print(f"a silent subscriber connection replaced, delivery back {took:.2f} s after the cut")
     assert took < 5.0  # PING after 1 s of silence, 2 s for its answer, then a new connection
     warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "no answer to PING within 2 s" in warnings[0], warnings
+    # the unanswered PING, or (redis-py 8.0, whose blocking read keeps the 2 s socket timeout) the
+    # read that waited for its answer in vain: the same 2 s after the last thing received
+    assert len(warnings) == 1, warnings
+    assert "no answer to PING within 2 s" in warnings[0] or "Timeout reading" in warnings[0], warnings

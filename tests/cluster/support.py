@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from redis.crc import key_slot
@@ -56,3 +57,28 @@ def _serves(cluster: RedisCluster, node: RedisServer, slot: int, owner: str | No
             if int(low) <= slot <= int(high or low):
                 return True
     return False
+
+
+def replica_of(cluster: RedisCluster, master: RedisServer, within: float = 10.0) -> RedisServer:
+    """A running replica of `master` that has synced with it (waited for: after a failover the old
+    master joins again as a replica a little later)."""
+    deadline = time.monotonic() + within
+    while True:
+        for node in cluster.nodes:
+            if node.running and node.port != master.port:
+                replication = cluster.cli(node, "info", "replication")
+                if (
+                    re.search(f"^master_port:{master.port}\\s*$", replication, re.M)
+                    and "master_link_status:up" in replication
+                ):
+                    return node
+        assert time.monotonic() < deadline, f"no replica of {master.port}: {cluster.roles()}"
+        time.sleep(0.1)
+
+
+def owned_by(cluster: RedisCluster, name: str, node: RedisServer, within: float = 10.0) -> None:
+    """Wait until `node` serves `name`'s slot (a failover under way leaves it to nobody for a while)."""
+    deadline = time.monotonic() + within
+    while not _serves(cluster, node, slot_of(name)):
+        assert time.monotonic() < deadline, f"{node.port} does not serve {name!r}: {cluster.roles()}"
+        time.sleep(0.05)

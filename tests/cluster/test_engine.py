@@ -64,7 +64,9 @@ async def test_chat_on_channels_of_every_master_between_two_processes(redis_clus
                 await two.publish(channel, f"from two on {channel} ✓")
             for listener in listeners:
                 got = {(event.channel, event.message) for event in [await listener.get() for _ in range(48)]}
-                assert got == {(c, f"from one on {c}") for c in channels} | {(c, f"from two on {c} ✓") for c in channels}
+                assert got == {(c, f"from one on {c}") for c in channels} | {
+                    (c, f"from two on {c} ✓") for c in channels
+                }
             await two.unsubscribe(channels[0])
             await one.publish(channels[0], "only one hears this")
             assert (await listeners[0].get()).message == "only one hears this"
@@ -177,7 +179,7 @@ async def test_a_slot_migrated_under_a_subscriber_and_a_store(redis_cluster: Red
             target = next(master for master in redis_cluster.masters() if master.port != source.port)
             await asyncio.to_thread(move_slot, redis_cluster, slot_of(tagged(channel)), target)
             assert owner_of(redis_cluster, tagged(channel)).port == target.port
-            while sub.resubscribed == 0:
+            while sub.resubscribed == 0:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             entry = await store.append(room, rest("after"))
             assert entry.offset == 2  # the keys moved with the slot

@@ -18,7 +18,7 @@ from starlette_ws.backends.cluster_nodes import tagged
 from starlette_ws.engines import Engine
 from starlette_ws.history import HistoryError
 from tests.backends.support import Listener, connected, paused
-from tests.cluster.support import owner_of, rest
+from tests.cluster.support import owned_by, owner_of, replica_of, rest
 
 LOGGER = "starlette_ws.backends.cluster"
 
@@ -107,7 +107,7 @@ async def test_a_stopped_master_is_noticed_within_5_s(whole: RedisCluster, caplo
             await heard_again(pub, listener, channel, 5)
             with paused(victim):
                 stopped = time.monotonic()
-                while not any("no answer to PING" in r.getMessage() for r in caplog.records):
+                while not any("no answer to PING" in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
                 noticed = time.monotonic() - stopped
                 with pytest.raises(BackendError, match=f"no answer from 127.0.0.1:{victim.port}"):
@@ -140,10 +140,9 @@ async def test_a_manual_failover_the_subscriber_follows(whole: RedisCluster) -> 
         try:
             await sub.subscribe(channel)
             await heard_again(pub, listener, channel, 5)
-            replica = next(node for node in whole.nodes if f"master_port:{old.port}" in whole.cli(node, "info", "replication"))
+            replica = replica_of(whole, old)
             assert whole.cli(replica, "cluster", "failover").strip() == "OK"
-            while owner_of(whole, tagged(channel)).port != replica.port:
-                await asyncio.sleep(0.05)
+            await asyncio.to_thread(owned_by, whole, tagged(channel), replica)
             took = await heard_again(pub, listener, channel, 10)
             print(f"chat heard again {took:.2f} s after the failover")
             assert sub.resubscribed >= 1
