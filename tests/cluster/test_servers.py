@@ -245,3 +245,33 @@ def _ranges(cluster: RedisCluster, master: RedisServer) -> list[str]:
 
 def _partition(room: str) -> int:
     return zlib.crc32(room_channel(PREFIX, room).encode()) % PARTITIONS
+
+
+@pytest.mark.parametrize("then", ["talk", "wait"])
+def test_a_history_gone_back_is_a_new_epoch_for_live_members(
+    redis_cluster: RedisCluster, servers: tuple[UvicornServer, UvicornServer], then: str
+) -> None:
+    """What an unlucky failover does (the promoted replica had not received the last two lines),
+    done by hand on the room's master: the room's last offset goes back by two. The member is
+    sent a gap and the lines after it in a new epoch, whether the sender's next line finds it
+    ("talk": the append sees the history behind what its process was given) or nobody says
+    anything ("wait": the position check does) — never an offset twice."""
+    a, b = servers
+    room = new_room(f"goneback-{then}-")
+    channel = room_channel(PREFIX, room)
+    meta = f"{tag_of(channel)}{PREFIX}meta:{room}"
+    with busy(a, b, room) as (member, sender):
+        old_epoch = member.lines()[-1]["epoch"]
+        redis_cluster.cli(owner_of(redis_cluster, meta), "hincrby", meta, "last", "-2")
+        if then == "talk":
+            sender.talk("after", 3, 0.05)
+        assert member.wait(lambda seen: any(e["type"] == "gap" for e in seen), 10), member.seen()
+        if then == "wait":
+            sender.talk("after", 3, 0.05)
+        assert member.wait(lambda seen: len([e for e in seen if e.get("text", "").startswith("after")]) == 3, 10)
+        seen = member.seen()
+    assert order_problems(seen) == []
+    gap = next(entry for entry in seen if entry["type"] == "gap")
+    assert gap["epoch"] != old_epoch and gap["missed"] is None
+    after = [entry for entry in member.lines() if entry["text"].startswith("after")]
+    assert [(e["epoch"], e["offset"]) for e in after] == [(gap["epoch"], n) for n in (1, 2, 3)]
