@@ -233,14 +233,23 @@ class RedisCluster:
             node.close()
 
 
-def start_redis_cluster(masters: int = 3, replicas: int = 1) -> RedisCluster:
-    cluster = RedisCluster(masters, replicas)
-    try:
-        cluster.start()
-    except BaseException:
-        cluster.close()
-        raise
-    return cluster
+def start_redis_cluster(masters: int = 3, replicas: int = 1, attempts: int = 3) -> RedisCluster:
+    """A cluster on free ports; made again on others when a port was taken between being found
+    free and being bound (twelve ports, while other tests open connections from ephemeral ones)."""
+    for attempt in range(1, attempts + 1):
+        cluster = RedisCluster(masters, replicas)
+        try:
+            cluster.start()
+        except RuntimeError as exc:
+            cluster.close()
+            if "Address already in use" not in str(exc) or attempt == attempts:
+                raise
+            continue
+        except BaseException:
+            cluster.close()
+            raise
+        return cluster
+    raise AssertionError("unreachable")
 
 
 class PostgresServer(Engine):

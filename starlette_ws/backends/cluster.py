@@ -11,12 +11,13 @@ from redis.exceptions import MovedError
 
 from starlette_ws.backends.base import BackendError, Event, PublishUncertain
 from starlette_ws.backends.cluster_nodes import Nodes, slot_of, tagged, untagged
-from starlette_ws.backends.redis import ERRORS, Unanswered
+from starlette_ws.backends.redis import ERRORS, Confirmations, Unanswered
 from starlette_ws.backends.retry import Reconnector
 
 logger = logging.getLogger("starlette_ws.backends.cluster")
 
 Address = tuple[str, int]
+CLOSE_WAIT = 1.0  # seconds a dropped subscriber connection has to end
 
 
 class Shard:
@@ -37,12 +38,15 @@ class Shard:
         return self.read
 
     async def close(self) -> None:
+        """Bounded: a read or a teardown that waits on a peer that no longer answers is left to
+        finish on its own, and the listener goes on."""
         read, self.read = self.read, None
         if read is not None and not read.done():
             read.cancel()
-            await asyncio.wait({read})
-        with contextlib.suppress(*ERRORS):
-            await self.pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
+            await asyncio.wait({read}, timeout=CLOSE_WAIT)
+        with contextlib.suppress(TimeoutError, *ERRORS):
+            async with asyncio.timeout(CLOSE_WAIT):
+                await self.pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
 
 class ClusterBackend:
@@ -69,7 +73,7 @@ class ClusterBackend:
         self._shards: dict[Address, Shard] = {}
         self._unrouted: set[str] = set()
         self._ready: deque[Event] = deque()
-        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._confirmations = Confirmations(timeout)
         self._wake: asyncio.Future[None] | None = None
         self._listening = False
         self._opening = asyncio.Lock()
@@ -98,10 +102,7 @@ class ClusterBackend:
         shards, self._shards = list(self._shards.values()), {}
         for shard in shards:
             await shard.close()
-        for confirmation in self._confirmations.values():
-            if not confirmation.done():
-                confirmation.set_result(None)
-        self._confirmations.clear()
+        self._confirmations.release()
         self._wakeup()
         await self.nodes.close()
 
@@ -111,21 +112,11 @@ class ClusterBackend:
         if channel in self._channels:
             return
         self._channels.add(channel)
-        confirmation: asyncio.Future[None] | None = None
-        if self._listening:
-            confirmation = asyncio.get_running_loop().create_future()
-            self._confirmations[channel] = confirmation
         try:
-            await self._place(channel)
-            if confirmation is not None:
-                async with asyncio.timeout(self.timeout):
-                    await confirmation
+            await self._confirmations.subscribe(channel, lambda: self._place(channel), self._listening)
         except (*ERRORS, BackendError):
             self._unrouted.add(channel)  # the listener routes it once the cluster answers
             self._wakeup()
-        finally:
-            if confirmation is not None and self._confirmations.get(channel) is confirmation:
-                del self._confirmations[channel]
 
     async def unsubscribe(self, channel: str) -> None:
         if channel not in self._channels:
@@ -203,7 +194,7 @@ class ClusterBackend:
         if kind == "smessage" and channel in shard.channels:
             self._ready.append(Event(channel, message["data"]))
         elif kind == "ssubscribe":
-            self._confirm(channel)
+            self._confirmations.confirm(channel)
         elif kind == "sunsubscribe" and channel in shard.channels:  # its slot moved to another master
             shard.channels.discard(channel)
             self._unrouted.add(channel)
@@ -257,7 +248,7 @@ class ClusterBackend:
                     raise
                 shard = self._shards[address] = Shard(address, pubsub, asyncio.get_running_loop().time())
                 shard.channels.add(channel)
-                self._confirm(channel)
+                self._confirmations.confirm(channel)
                 self._wakeup()  # the listener reads this one too from now on
                 return
         shard.channels.add(channel)
@@ -274,25 +265,22 @@ class ClusterBackend:
         if answer is None or answer["type"] != "ssubscribe":
             raise TimeoutError(f"no answer to SSUBSCRIBE within {self.timeout:g} s from {address[0]}:{address[1]}")
 
-    def _confirm(self, channel: str) -> None:
-        confirmation = self._confirmations.get(channel)
-        if confirmation is not None and not confirmation.done():
-            confirmation.set_result(None)
-
     def _wakeup(self) -> None:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
 
 async def ping_masters(nodes: Nodes, what: str, error: type[Exception]) -> None:
-    """PING every master within half of `nodes.timeout`, or `error` naming those that did not answer
-    (and the slots are asked for again: a master that does not answer may have been replaced)."""
+    """PING every master within half of `nodes.timeout`, or `error` naming those that did not
+    answer. The slots are asked for again meanwhile, so that a master replaced in a failover that
+    nothing else noticed (no subscription or command on it) is not pinged as one next time."""
 
     async def ping(address: Address) -> None:
         client = nodes.client(address)
         async with asyncio.timeout(nodes.timeout / 2):  # within the caller's budget: it can name who is silent
             await client.ping()
 
+    nodes.refresh_soon()
     masters = nodes.masters
     results = await asyncio.gather(*(ping(address) for address in masters), return_exceptions=True)
     failed = [
@@ -301,6 +289,6 @@ async def ping_masters(nodes: Nodes, what: str, error: type[Exception]) -> None:
         if isinstance(result, BaseException)
     ]
     if failed:
-        with contextlib.suppress(*ERRORS):
-            await nodes.refresh()
         raise error(f"{what}: no answer from {', '.join(failed)}")
+    if None in nodes.owners:
+        raise error(f"{what}: {nodes.owners.count(None)} slots are served by no master")

@@ -61,6 +61,39 @@ def client_for(url: str, timeout: float, pool_size: int | None = None, **options
     return Redis.from_pool(pool)
 
 
+class Confirmations:
+    """Subscriptions waiting for the server's confirmation, which the listener reads: a subscribe
+    made while it listens returns once the server has confirmed it (or after `timeout`)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._waiting: dict[str, asyncio.Future[None]] = {}
+
+    async def subscribe(self, channel: str, send: Callable[[], Awaitable[Any]], listening: bool) -> None:
+        confirmation: asyncio.Future[None] | None = None
+        if listening:
+            confirmation = self._waiting[channel] = asyncio.get_running_loop().create_future()
+        try:
+            await send()
+            if confirmation is not None:
+                async with asyncio.timeout(self.timeout):
+                    await confirmation
+        finally:
+            if confirmation is not None and self._waiting.get(channel) is confirmation:
+                del self._waiting[channel]
+
+    def confirm(self, channel: str) -> None:
+        confirmation = self._waiting.get(channel)
+        if confirmation is not None and not confirmation.done():
+            confirmation.set_result(None)
+
+    def release(self) -> None:
+        """Every subscribe waiting returns (the backend disconnects)."""
+        for channel in list(self._waiting):
+            self.confirm(channel)
+        self._waiting.clear()
+
+
 class Unanswered(Exception):
     """A command that failed; `sent` when it had been written (the server may have run it)."""
 
@@ -121,7 +154,7 @@ class RedisBackend:
         self._subscriber: Redis | None = None
         self._pubsub: PubSub | None = None
         self._read: asyncio.Task[dict[str, Any] | None] | None = None
-        self._confirmations: dict[str, asyncio.Future[None]] = {}
+        self._confirmations = Confirmations(timeout)
         self._listening = False
         self._retry = Reconnector(logger, f"Redis at {self.address}", retry_min, retry_max)
 
@@ -158,10 +191,7 @@ class RedisBackend:
                 read.exception()  # retrieved: asyncio would log it as never retrieved
         clients = (self._publisher, self._subscriber)
         self._publisher = self._subscriber = None
-        for confirmation in self._confirmations.values():
-            if not confirmation.done():
-                confirmation.set_result(None)
-        self._confirmations.clear()
+        self._confirmations.release()
         if pubsub is not None:
             await _close(pubsub)
         for client in clients:
@@ -180,20 +210,8 @@ class RedisBackend:
         pubsub = self._pubsub
         if pubsub is None:
             return
-        confirmation: asyncio.Future[None] | None = None
-        if self._listening:
-            confirmation = asyncio.get_running_loop().create_future()
-            self._confirmations[channel] = confirmation
-        try:
-            await pubsub.subscribe(channel)
-            if confirmation is not None:
-                async with asyncio.timeout(self.timeout):
-                    await confirmation
-        except ERRORS:
-            pass  # the listener sees the outage too, and subscribes again after reconnecting
-        finally:
-            if confirmation is not None and self._confirmations.get(channel) is confirmation:
-                del self._confirmations[channel]
+        with contextlib.suppress(*ERRORS):  # the listener sees an outage too, and subscribes again after it
+            await self._confirmations.subscribe(channel, lambda: pubsub.subscribe(channel), self._listening)
 
     async def unsubscribe(self, channel: str) -> None:
         if channel not in self._channels:
@@ -277,9 +295,7 @@ class RedisBackend:
             if kind == "message" and channel in self._channels:
                 return Event(channel, message["data"])
             if kind == "subscribe":
-                confirmation = self._confirmations.get(channel)
-                if confirmation is not None and not confirmation.done():
-                    confirmation.set_result(None)
+                self._confirmations.confirm(channel)
 
     async def _answering(self, pubsub: PubSub) -> bool:
         """After `probe` s of silence: whether the subscriber connection still answers. A PING

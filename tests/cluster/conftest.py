@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,3 +15,16 @@ def redis_cluster() -> Iterator[RedisCluster]:
     cluster = start_redis_cluster()
     yield cluster
     cluster.close()
+
+
+@pytest.fixture
+def whole(redis_cluster: RedisCluster) -> Iterator[RedisCluster]:
+    """The cluster, made whole again after the test: every node running, 3 masters with a synced
+    replica each (a killed master comes back as its successor's replica)."""
+    yield redis_cluster
+    for node in redis_cluster.nodes:
+        node.start()
+    deadline = time.monotonic() + 30
+    while not redis_cluster.ready():
+        assert time.monotonic() < deadline, redis_cluster.roles()
+        time.sleep(0.2)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
 
 import anyio
 import pytest
@@ -21,18 +20,6 @@ from tests.backends.support import Listener, connected, paused
 from tests.cluster.support import owned_by, owner_of, replica_of, rest
 
 LOGGER = "starlette_ws.backends.cluster"
-
-
-@pytest.fixture
-def whole(redis_cluster: RedisCluster) -> Iterator[RedisCluster]:
-    """The cluster, made whole again after the test (every node running, replicas synced)."""
-    yield redis_cluster
-    for node in redis_cluster.nodes:
-        node.start()
-    deadline = time.monotonic() + 30
-    while not redis_cluster.ready():
-        assert time.monotonic() < deadline, redis_cluster.roles()
-        time.sleep(0.2)
 
 
 def seeded_by(cluster: RedisCluster, node: RedisServer) -> str:

@@ -23,6 +23,7 @@ class FakeBackend:
         self.subscribing: asyncio.Future[None] | None = None
         self.failing = False  # `next_published` raises (a backend bug) until this is false again
         self.connected = False
+        self.resubscribed = 0
 
     @property
     def listening(self) -> bool:
