@@ -100,7 +100,8 @@ ENGINE_PROBE_FAILURES = Counter(
 )
 ROOM_STORE_ERRORS = Counter(
     "starlette_ws_room_store_errors",
-    "Room store operations that failed, per operation (append, replay, top, present, absent, members, rooms, clean).",
+    "Room store operations that failed, per operation "
+    "(append, replay, top, renew, present, absent, members, rooms, clean).",
     ["operation"],
 )
 ROOM_GAPS = Counter("starlette_ws_room_gaps", "Gap messages sent to room members: entries they can no longer be given.")

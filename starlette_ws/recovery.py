@@ -101,6 +101,7 @@ class RoomStream:
         self._reads: dict[Position, list[Member]] = {}  # members waiting for the store, by the position they read from
         self._tasks: set[asyncio.Task[None]] = set()
         self._last: Position | None = None  # the latest entry delivered here
+        self._renewing: str | None = None  # the epoch found given again, being replaced
 
     @property
     def last(self) -> Position | None:
@@ -148,7 +149,10 @@ class RoomStream:
             # The fan-out's own path: a member that holds nothing and was sent the very entry this
             # one follows (the same object, so one identity check per member) is sent it inline.
             follows = last is not None and position.offset == last.offset + 1 and position.epoch == last.epoch
-            self._last = position
+            if last is not None and position.epoch == last.epoch and position.offset <= last.offset:
+                self._given_again(last)  # members drop it as one they have: they are told with a gap
+            else:
+                self._last = position
         for member in list(self.members.values()):
             if follows and member.position is last and member.held is None:
                 member.position = position
@@ -187,6 +191,32 @@ class RoomStream:
             elif top is None or top.epoch != current.epoch or top.offset > current.offset:
                 member.held = []
                 self._read(member)
+
+    def _given_again(self, last: Position) -> None:
+        """The engine published an offset of this history a second time: it went back (acknowledged
+        entries lost in a failover) and another process, which had not been given them, appended
+        after it. A new epoch, once per history, and every member checked."""
+        if self._renewing == last.epoch:
+            return
+        self._renewing = last.epoch
+        self._spawn(self._renew_again(last))
+
+    async def _renew_again(self, last: Position) -> None:
+        try:
+            if await self.store.renew(self.room, last, again=True):
+                metrics.ROOM_HISTORIES_LOST.inc()
+                logger.warning(
+                    "Room %r: the engine gave offset %d of its history again (entries lost in a failover?); "
+                    "a new epoch begins and members are told what they missed",
+                    self.room,
+                    last.offset,
+                )
+        except (HistoryError, BackendError) as exc:
+            metrics.ROOM_STORE_ERRORS.labels(operation="renew").inc()
+            logger.warning("Room %r: cannot start a new epoch: %s", self.room, exc)
+            self._renewing = None  # the next entry given again tries again
+            return
+        await self.check()
 
     async def _renew(self, top: Position, last: Position) -> Position | None:
         """The engine's history went back below what this process was given (acknowledged entries

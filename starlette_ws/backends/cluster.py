@@ -11,12 +11,18 @@ from redis.exceptions import MovedError
 
 from starlette_ws.backends.base import BackendError, Event, PublishUncertain
 from starlette_ws.backends.cluster_nodes import Nodes, slot_of, tagged, untagged
-from starlette_ws.backends.redis import ERRORS, Confirmations, Unanswered
+from starlette_ws.backends.redis_client import ERRORS, Confirmations, Unanswered
 from starlette_ws.backends.retry import Reconnector
 
 logger = logging.getLogger("starlette_ws.backends.cluster")
 
 Address = tuple[str, int]
+# What a subscriber connection's operations raise when it dies: a dying connection's errors, and
+# those of redis-py's PubSub reconnecting in place while our listener reads it (a second reader on
+# one socket: RuntimeError; a connection torn down under it: AttributeError). Each is a lost shard,
+# subscribed again on a new connection, never an error out of the listener.
+LOST = (*ERRORS, RuntimeError, AttributeError)
+PUBLISHERS = 20  # command connections per master (publishes and pings); more wait for one, within `timeout`
 CLOSE_WAIT = 1.0  # seconds a dropped subscriber connection has to end
 
 
@@ -41,10 +47,13 @@ class Shard:
         """Bounded: a read or a teardown that waits on a peer that no longer answers is left to
         finish on its own, and the listener goes on."""
         read, self.read = self.read, None
-        if read is not None and not read.done():
-            read.cancel()
-            await asyncio.wait({read}, timeout=CLOSE_WAIT)
-        with contextlib.suppress(TimeoutError, *ERRORS):
+        if read is not None:
+            if not read.done():
+                read.cancel()
+                await asyncio.wait({read}, timeout=CLOSE_WAIT)
+            if read.done() and not read.cancelled():
+                read.exception()  # retrieved: asyncio would log it as never retrieved
+        with contextlib.suppress(TimeoutError, *LOST):
             async with asyncio.timeout(CLOSE_WAIT):
                 await self.pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
@@ -67,7 +76,7 @@ class ClusterBackend:
         self.timeout = timeout
         self.probe = probe
         self.resubscribed = 0
-        self.nodes = Nodes(url, timeout, protocol=2)
+        self.nodes = Nodes(url, timeout, PUBLISHERS, protocol=2)
         self.address = ",".join(f"{host}:{port}" for host, port in self.nodes.known)
         self._channels: set[str] = set()
         self._shards: dict[Address, Shard] = {}
@@ -114,7 +123,7 @@ class ClusterBackend:
         self._channels.add(channel)
         try:
             await self._confirmations.subscribe(channel, lambda: self._place(channel), self._listening)
-        except (*ERRORS, BackendError):
+        except (*LOST, BackendError):
             self._unrouted.add(channel)  # the listener routes it once the cluster answers
             self._wakeup()
 
@@ -123,10 +132,10 @@ class ClusterBackend:
             return
         self._channels.discard(channel)
         self._unrouted.discard(channel)
-        for shard in self._shards.values():
+        for shard in list(self._shards.values()):
             if channel in shard.channels:
                 shard.channels.discard(channel)
-                with contextlib.suppress(*ERRORS):
+                with contextlib.suppress(*LOST):
                     await shard.pubsub.sunsubscribe(tagged(channel))
 
     async def publish(self, channel: str, message: str) -> None:
@@ -153,7 +162,7 @@ class ClusterBackend:
                 raise BackendError("the Redis Cluster backend is disconnected")
             if self._unrouted:
                 detail = f"subscribed again to {len(self._unrouted)} channel(s)"
-                await self._retry.until_back(self._route, (*ERRORS, BackendError), detail)
+                await self._retry.until_back(self._route, (*LOST, BackendError), detail)
                 self.resubscribed += 1
                 continue
             self._wake = loop.create_future()
@@ -182,7 +191,7 @@ class ClusterBackend:
             self._unrouted |= {channel for channel in shard.channels if slot_of(tagged(channel)) == exc.slot_id}
             shard.channels -= self._unrouted
             return
-        except ERRORS as exc:
+        except LOST as exc:
             await self._lost(shard, exc)
             return
         if message is None:
@@ -205,7 +214,7 @@ class ClusterBackend:
             shard.pinged = now
             try:
                 await shard.pubsub.ping()  # type: ignore[no-untyped-call,unused-ignore]
-            except ERRORS as exc:
+            except LOST as exc:
                 await self._lost(shard, exc)
         elif now - shard.pinged >= self.timeout:
             await self._lost(
@@ -254,7 +263,7 @@ class ClusterBackend:
         shard.channels.add(channel)
         try:
             await shard.pubsub.ssubscribe(name)
-        except ERRORS as exc:
+        except LOST as exc:
             await self._lost(shard, exc)
             raise
 

@@ -10,6 +10,7 @@ own equal ranges of slots gets an equal share of partitions on each. What must l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import zlib
 from typing import Any
@@ -19,7 +20,7 @@ from redis.asyncio import Redis
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, ResponseError, TryAgainError
 
-from starlette_ws.backends.redis import ERRORS, PORT, Unanswered, client_for, in_steps
+from starlette_ws.backends.redis_client import ERRORS, PORT, Unanswered, client_for, in_steps
 from starlette_ws.backends.retry import describe
 
 PARTITIONS = 128
@@ -176,8 +177,18 @@ class Nodes:
                     if node not in self.known:
                         self.known.append(node)
             self.owners = owners
+            await self._idle_closed()
             return
         raise ConnectionError("no node of the cluster answers: " + "; ".join(failures))
+
+    async def _idle_closed(self) -> None:
+        """The idle command connections of nodes that serve no slots now (a master demoted in a
+        failover) are closed: they would otherwise stay open for as long as the process."""
+        masters = set(self.masters)
+        for (address, subscriber), client in list(self._clients.items()):
+            if not subscriber and address not in masters:
+                with contextlib.suppress(*ERRORS):
+                    await client.connection_pool.disconnect(inuse_connections=False)
 
     async def run(self, name: str, *args: Any, script: str | None = None) -> Any:
         """`args` on the master that owns `name`'s slot, within `timeout`. A redirection (MOVED,
@@ -187,7 +198,10 @@ class Nodes:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         ask: tuple[str, int] | None = None
+        failed: Unanswered | None = None  # the last try's failure, said when no time is left for another
         while True:
+            if failed is not None and deadline - loop.time() < PAUSE:
+                raise failed
             address = ask or self.owner(name)
             asking, ask = ask is not None, None
 
@@ -213,6 +227,7 @@ class Nodes:
                     self.refresh_soon()
                 if exc.sent or deadline - loop.time() <= 0:
                     raise
+                failed = exc
                 if isinstance(cause, MovedError):
                     self.moved(cause.slot_id, cause.host or address[0], cause.port)
                 elif isinstance(cause, AskError):

@@ -78,7 +78,7 @@ class Kept:
         self.history = history
         self.seconds = seconds
 
-    async def renew(self, room: str, seen: Position) -> bool:
+    async def renew(self, room: str, seen: Position, again: bool = False) -> bool:
         """Nothing to do where an acknowledged write is never lost (one process's memory, a
         committed PostgreSQL transaction)."""
         return False
@@ -137,9 +137,10 @@ class RoomStore(Protocol):
         starts a new epoch first when its history is behind it, so no offset is given twice."""
         ...
 
-    async def renew(self, room: str, seen: Position) -> bool:
-        """When the room's last offset is below `seen` in `seen`'s epoch (entries this process
-        was given are gone: a failover lost them), start a new epoch and say True."""
+    async def renew(self, room: str, seen: Position, again: bool = False) -> bool:
+        """When the room's last offset is below `seen` in `seen`'s epoch, or (`again`) this process
+        was given an offset of that epoch a second time (entries it was given are gone: a failover
+        lost them, and the offsets were given again), start a new epoch and say True."""
         ...
 
     async def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette_ws.backends.cluster import ping_masters
 from starlette_ws.backends.cluster_nodes import Nodes, tag_of
-from starlette_ws.backends.redis import ERRORS, Unanswered
+from starlette_ws.backends.redis_client import ERRORS, Unanswered
 from starlette_ws.history.base import HistoryError, HistoryUncertain, room_channel
 from starlette_ws.history.redis import RedisStore, milliseconds, script_sha
 from starlette_ws.history.redis_lua import ABSENT, LISTED, LISTING, PRESENT, SHARDED_APPEND

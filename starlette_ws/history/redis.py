@@ -34,7 +34,7 @@ from redis.exceptions import NoScriptError
 
 from starlette_ws import metrics
 from starlette_ws.backends.base import address_of
-from starlette_ws.backends.redis import ERRORS, PORT, Unanswered, client_for, in_steps
+from starlette_ws.backends.redis_client import ERRORS, PORT, Unanswered, client_for, in_steps
 from starlette_ws.backends.retry import describe
 from starlette_ws.history.base import (
     Entry,
@@ -114,10 +114,10 @@ class RedisStore(Kept):
         offset, epoch, text = await self._run(self.append_script, keys, args, uncertain=True)
         return Entry(int(offset), epoch, text)
 
-    async def renew(self, room: str, seen: Position) -> bool:
+    async def renew(self, room: str, seen: Position, again: bool = False) -> bool:
         """A new epoch when the room's history went back from `seen` (see `redis_lua.GONE_BACK`)."""
         keys = [self._key("meta", room), self._key("history", room)]
-        return bool(await self._run(RENEW, keys, [seen.offset, seen.epoch]))
+        return bool(await self._run(RENEW, keys, [seen.offset, seen.epoch, "1" if again else "0"]))
 
     async def replay(self, room: str, since: int | None, epoch: str | None) -> Replay:
         keys = [self._key("meta", room), self._key("history", room)]

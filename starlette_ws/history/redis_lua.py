@@ -8,13 +8,14 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 """
 
 # A history gone back: the room's last offset is below one of its epoch a process was given
-# (`seen_offset`, `seen_epoch`), so entries it acknowledged were lost (a failover to a replica that
-# had not received them, a restart from an older snapshot). Its meta key goes, so the next offset
-# is given in a new epoch and never twice in one. `renewed` says whether it went.
+# (`seen_offset`, `seen_epoch`), or (`seen_again` '1') the process was given an offset of it twice,
+# so entries it had were lost (a failover to a replica that had not received them, a restart from
+# an older snapshot). Its meta key goes, so the next offset is given in a new epoch and never again
+# in this one. `renewed` says whether it went.
 GONE_BACK = """
 local renewed = 0
 if seen_epoch ~= '' and redis.call('HGET', KEYS[1], 'epoch') == seen_epoch
-    and tonumber(redis.call('HGET', KEYS[1], 'last') or '0') < tonumber(seen_offset) then
+    and (seen_again == '1' or tonumber(redis.call('HGET', KEYS[1], 'last') or '0') < tonumber(seen_offset)) then
     redis.call('DEL', KEYS[1])
     renewed = 1
 end
@@ -26,7 +27,7 @@ end
 # last position this process was given ('' and '' for none).
 APPEND = (
     NOW
-    + "local seen_offset, seen_epoch = ARGV[7], ARGV[8]\n"
+    + "local seen_offset, seen_epoch, seen_again = ARGV[7], ARGV[8], '0'\n"
     + GONE_BACK
     + """
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then redis.call('DEL', KEYS[2]) end
@@ -108,9 +109,10 @@ LISTED = NOW + "local until_ms = ARGV[2]\n" + LIST
 # With a third key (the list of rooms, on one Redis) the presence scripts also keep the list.
 SETTLE_LISTED = SETTLE + "if #KEYS == 3 then\n" + LIST + "end\n"
 
-# KEYS: meta, history. ARGV: the last offset and epoch this process was given. Returns 1 when the
-# history had gone back from there: the next append or replay draws a new epoch.
-RENEW = "local seen_offset, seen_epoch = ARGV[1], ARGV[2]\n" + GONE_BACK + "return renewed"
+# KEYS: meta, history. ARGV: the last offset and epoch this process was given, '1' when it was
+# given an offset twice. Returns 1 when the history had gone back: the next append or replay draws
+# a new epoch.
+RENEW = "local seen_offset, seen_epoch, seen_again = ARGV[1], ARGV[2], ARGV[3]\n" + GONE_BACK + "return renewed"
 
 # KEYS: meta, history. Without its meta key, the room's next append or replay draws a new epoch.
 RESET = "return redis.call('DEL', KEYS[1], KEYS[2])"

@@ -6,6 +6,7 @@ store keeps once and in order, or a `gap` that says what it missed (`order_probl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import time
@@ -18,10 +19,11 @@ from websockets.sync.client import connect
 from harness.servers import UvicornServer
 from harness.services import RedisCluster, RedisServer
 from starlette_ws.backends.cluster_nodes import PARTITIONS, TAGS, tag_of
+from starlette_ws.engines import Engine
 from starlette_ws.history import room_channel
 from tests.backends.support import paused
 from tests.clients import receive
-from tests.cluster.support import owned_by, owner_of, replica_of, slot_of
+from tests.cluster.support import owned_by, owner_of, replica_of, rest, slot_of
 from tests.server.test_rooms_faults import (
     CHECK_SECONDS,
     ROOM_ENV,
@@ -242,7 +244,18 @@ def _partition(room: str) -> int:
     return zlib.crc32(room_channel(PREFIX, room).encode()) % PARTITIONS
 
 
-@pytest.mark.parametrize("then", ["talk", "wait"])
+async def append_as_a_stranger(url: str, room: str, texts: list[str]) -> None:
+    """Lines appended by a process that was never given the room's entries (no `seen`)."""
+    store = Engine(url).store(PREFIX, 1000, 300.0)
+    await store.connect()
+    try:
+        for text in texts:
+            await store.append(room, rest(text))
+    finally:
+        await store.disconnect()
+
+
+@pytest.mark.parametrize("then", ["talk", "wait", "stranger"])
 def test_a_history_gone_back_is_a_new_epoch_for_live_members(
     redis_cluster: RedisCluster, servers: tuple[UvicornServer, UvicornServer], then: str
 ) -> None:
@@ -250,7 +263,9 @@ def test_a_history_gone_back_is_a_new_epoch_for_live_members(
     done by hand on the room's master: the room's last offset goes back by two. The member is
     sent a gap and the lines after it in a new epoch, whether the sender's next line finds it
     ("talk": the append sees the history behind what its process was given) or nobody says
-    anything ("wait": the position check does) — never an offset twice."""
+    anything ("wait": the position check does), or a process that had not been given the lost
+    lines appends first ("stranger": the member's process is given those offsets again) — never
+    an offset twice."""
     a, b = servers
     room = new_room(f"goneback-{then}-")
     channel = room_channel(PREFIX, room)
@@ -260,8 +275,10 @@ def test_a_history_gone_back_is_a_new_epoch_for_live_members(
         redis_cluster.cli(owner_of(redis_cluster, meta), "hincrby", meta, "last", "-2")
         if then == "talk":
             sender.talk("after", 3, 0.05)
+        elif then == "stranger":
+            asyncio.run(append_as_a_stranger(redis_cluster.url, room, [f"stranger {n}" for n in range(3)]))
         assert member.wait(lambda seen: any(e["type"] == "gap" for e in seen), 10), member.seen()
-        if then == "wait":
+        if then != "talk":
             sender.talk("after", 3, 0.05)
         assert member.wait(lambda seen: len([e for e in seen if e.get("text", "").startswith("after")]) == 3, 10)
         seen = member.seen()
@@ -269,4 +286,5 @@ def test_a_history_gone_back_is_a_new_epoch_for_live_members(
     gap = next(entry for entry in seen if entry["type"] == "gap")
     assert gap["epoch"] != old_epoch and gap["missed"] is None
     after = [entry for entry in member.lines() if entry["text"].startswith("after")]
-    assert [(e["epoch"], e["offset"]) for e in after] == [(gap["epoch"], n) for n in (1, 2, 3)]
+    first = 1 if then != "stranger" else after[0]["offset"]  # the stranger's later lines may open the new epoch
+    assert [(e["epoch"], e["offset"]) for e in after] == [(gap["epoch"], n) for n in range(first, first + 3)]
