@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import time
 import zlib
@@ -33,6 +34,7 @@ from tests.server.test_rooms_faults import (
     kept,
     new_room,
     numbered,
+    open_ws,
     order_problems,
     positions,
 )
@@ -137,6 +139,10 @@ def test_a_killed_master_while_members_talk(whole: RedisCluster, servers: tuple[
     victim = whole.masters()[0]
     room = room_on(whole, victim, "killed")
     with busy(a, b, room) as (member, sender):
+        away = Member(a, room, 3)  # leaves now, comes back after the failover with its position
+        assert away.wait(lambda seen: any(e.get("text") == "before 4" for e in seen), 10), away.seen()
+        left_at = away.lines()[-1]
+        away.close()
         victim.stop()
         killed = time.monotonic()
         sender.talk("during", 50, 0.1)
@@ -146,8 +152,18 @@ def test_a_killed_master_while_members_talk(whole: RedisCluster, servers: tuple[
         healthy = time.monotonic() - killed
         after = sender.talk("after", 10, 0.05)
         problems, history = promised(member, sender, b, room)
+        back = f"/rooms/{room}/ws/3?since={left_at['offset']}&epoch={left_at['epoch']}"
+        with open_ws(a, back) as ws:
+            texts, _, _ = receive(ws, 1.0, until_quiet=True)
+    recovered = [json.loads(text) for text in texts]
     print(f"\nkilled master: both processes healthy {healthy:.1f} s after; {len(history)} lines kept")
     assert problems == []
+    # the member that came back: every acknowledged line said while it was away, or a gap first
+    acknowledged = {text for text, fate in sender.fates().items() if "kept" in fate} - {f"before {n}" for n in range(5)}
+    got = {entry.get("text") for entry in recovered}
+    told = [entry for entry in recovered if entry["type"] == "gap"]
+    assert told or acknowledged <= got, sorted(acknowledged - got)
+    assert order_problems([left_at, *recovered]) == []
     assert set(after) <= {entry["text"] for entry in history}
     fates = sender.fates()
     assert all(fates.get(text) for text in sender.said), "every line the sender said was answered"
