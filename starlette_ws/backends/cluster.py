@@ -280,24 +280,29 @@ class ClusterBackend:
 
 
 async def ping_masters(nodes: Nodes, what: str, error: type[Exception]) -> None:
-    """PING every master within half of `nodes.timeout`, or `error` naming those that did not
-    answer. The slots are asked for again meanwhile, so that a master replaced in a failover that
-    nothing else noticed (no subscription or command on it) is not pinged as one next time."""
+    """PING every master, or `error` naming those that did not answer, within `nodes.timeout`.
+    The slots are asked for again meanwhile; when masters did not answer and the cluster says
+    others serve their slots now (a failover, noticed here first), those are pinged instead."""
 
-    async def ping(address: Address) -> None:
-        client = nodes.client(address)
-        async with asyncio.timeout(nodes.timeout / 2):  # within the caller's budget: it can name who is silent
-            await client.ping()
+    async def silent(masters: list[Address], seconds: float) -> list[Address]:
+        async def ping(address: Address) -> None:
+            async with asyncio.timeout(seconds):
+                await nodes.client(address).ping()
+
+        results = await asyncio.gather(*(ping(address) for address in masters), return_exceptions=True)
+        return [address for address, result in zip(masters, results, strict=True) if isinstance(result, BaseException)]
 
     nodes.refresh_soon()
     masters = nodes.masters
-    results = await asyncio.gather(*(ping(address) for address in masters), return_exceptions=True)
-    failed = [
-        f"{host}:{port}"
-        for (host, port), result in zip(masters, results, strict=True)
-        if isinstance(result, BaseException)
-    ]
+    failed = await silent(masters, nodes.timeout * 0.4)
+    nodes.silent = set(failed)
     if failed:
-        raise error(f"{what}: no answer from {', '.join(failed)}")
+        with contextlib.suppress(TimeoutError, *ERRORS):
+            async with asyncio.timeout(nodes.timeout * 0.3):
+                await nodes.refresh()
+        if set(nodes.masters) != set(masters):
+            failed = await silent(nodes.masters, nodes.timeout * 0.25)
+    if failed:
+        raise error(f"{what}: no answer from {', '.join(f'{host}:{port}' for host, port in failed)}")
     if None in nodes.owners:
         raise error(f"{what}: {nodes.owners.count(None)} slots are served by no master")

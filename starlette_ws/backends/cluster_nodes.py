@@ -108,6 +108,7 @@ class Nodes:
         self.owners: list[tuple[str, int] | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
         self._clients: dict[tuple[tuple[str, int], bool], Redis] = {}
         self._refreshing: asyncio.Task[None] | None = None
+        self.silent: set[tuple[str, int]] = set()  # nodes that did not answer the latest ping
 
     @property
     def masters(self) -> list[tuple[str, int]]:
@@ -158,9 +159,11 @@ class Nodes:
             self._refreshing.add_done_callback(_retrieved)
 
     async def _refresh(self) -> None:
-        masters = self.masters
-        nodes = random.sample(masters, len(masters))  # masters first: they know their slots first
-        nodes += random.sample([node for node in self.known if node not in masters], len(self.known) - len(masters))
+        masters = [node for node in self.masters if node not in self.silent]
+        others = [node for node in self.known if node not in masters and node not in self.silent]
+        # masters first (they know their slots first), those that just did not answer last
+        nodes = [*random.sample(masters, len(masters)), *random.sample(others, len(others))]
+        nodes += [node for node in self.known if node in self.silent]
         failures: list[str] = []
         for address in nodes:
             try:
