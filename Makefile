@@ -118,6 +118,7 @@ bench: $(INSTALLED)-bench system-deps
 	$(BIN)/python -m comparison.rooms_bench $(ROOMS_BENCH_ARGS)
 	$(BIN)/python -m comparison.token_bench $(TOKEN_BENCH_ARGS)
 	$(BIN)/python -m comparison.cluster_bench $(CLUSTER_BENCH_ARGS)
+	$(BIN)/python -m comparison.floor_bench $(FLOOR_BENCH_ARGS)
 	$(BIN)/python -m comparison.idle_bench $(IDLE_BENCH_ARGS)
 	$(BIN)/python -m comparison.startup_bench $(STARTUP_BENCH_ARGS)
 

@@ -312,18 +312,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary = medians(runs, "scenario", "config")
     ratios = summarize(summary)
     print_summary(summary, ratios)
-    report = {
-        "meta": {
-            **common.machine(["starlette", "uvicorn", "websockets", "redis"]),
-            "pinning": {"servers": sorted(server_cpus or []), "loadgen_and_engines": sorted(loadgen_cpus or [])},
-            "settings": asdict(workload),
-            "seconds": time.perf_counter() - started,
-        },
-        "medians": summary,
-        "ratios": ratios,
-        "runs": runs,
-    }
-    common.write_json(args.out, report, started)
+    pinning = {"servers": sorted(server_cpus or []), "loadgen_and_engines": sorted(loadgen_cpus or [])}
+    meta = {"pinning": pinning, "settings": asdict(workload)}
+    common.write_results(
+        args.out, started, ["starlette", "uvicorn", "websockets", "redis"], meta, summary, ratios, runs
+    )
 
 
 if __name__ == "__main__":

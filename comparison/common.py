@@ -105,6 +105,21 @@ def logs_dir() -> Path:
     return logs
 
 
+def write_results(
+    out: Path,
+    started: float,
+    packages: Iterable[str],
+    meta: dict[str, Any],
+    summary: dict[str, Any],
+    ratios: dict[str, Any],
+    runs: list[dict[str, Any]],
+) -> None:
+    """A benchmark's result file: the machine and `meta` (pinning, settings, ...), how long it took,
+    the medians, the ratios and every run."""
+    machine_meta = {**machine(packages), **meta, "seconds": time.perf_counter() - started}
+    write_json(out, {"meta": machine_meta, "medians": summary, "ratios": ratios, "runs": runs}, started)
+
+
 def write_json(out: Path, report: dict[str, Any], started: float) -> None:
     """Write the raw figures (NaN as null) and say where, with the time the whole run took."""
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -303,20 +303,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     summary = medians(runs, "scenario", "config")
     ratios = summarize(runs)
     print_summary(summary, ratios, workload)
-    report = {
-        "meta": {
-            **common.machine(["starlette", "uvicorn", "websockets", "redis", "asyncpg"]),
-            "pinning": {"server": sorted(server_cpus or []), "loadgen": sorted(loadgen_cpus or [])},
-            "settings": asdict(workload),
-            "history": HISTORY,
-            "notes": notes,
-            "seconds": time.perf_counter() - started,
-        },
-        "medians": summary,
-        "ratios": ratios,
-        "runs": runs,
-    }
-    common.write_json(args.out, report, started)
+    pinning = {"server": sorted(server_cpus or []), "loadgen": sorted(loadgen_cpus or [])}
+    meta = {"pinning": pinning, "settings": asdict(workload), "history": HISTORY, "notes": notes}
+    packages = ["starlette", "uvicorn", "websockets", "redis", "asyncpg"]
+    common.write_results(args.out, started, packages, meta, summary, ratios, runs)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Run from the repository root after the measurements (``make compare`` runs them 
     python -m comparison.rooms_bench      # rooms_bench.json
     python -m comparison.token_bench      # token_bench.json
     python -m comparison.cluster_bench    # cluster_bench.json
+    python -m comparison.floor_bench      # floor_bench.json
     python -m comparison.idle_bench       # idle_bench.json
     python -m comparison.startup_bench    # timing.json
     python -m comparison.measure          # environment.json, loc.json, packages.json, contract.json

@@ -7,6 +7,7 @@ from pathlib import Path
 from comparison.report.bench import bench_section
 from comparison.report.charts import LOC_CHART, bench_charts
 from comparison.report.cluster import cluster_section
+from comparison.report.floor import floor_section
 from comparison.report.hub import hub_section
 from comparison.report.idle import idle_section
 from comparison.report.loc import Loc, loc_from, loc_section
@@ -33,7 +34,7 @@ def render(results: Results, notes: Path) -> str:
     hub, rooms, tokens, timing, idle = (
         read_json(path) for path in (results.hub, results.rooms, results.tokens, results.timing, results.idle)
     )
-    cluster = read_json(results.cluster)
+    cluster, floor = read_json(results.cluster), read_json(results.floor)
     medians = None if bench is None else bench.get("medians", {})
     targets, summary = targets_section(bench)
     measure = environment_meta(environment)
@@ -60,6 +61,12 @@ def render(results: Results, notes: Path) -> str:
             rooms_section(rooms, results.rooms),
         ),
         ("Room tokens", results.tokens, meta_of(tokens), tokens_section(tokens, results.tokens)),
+        (
+            "Chat fan-out against the bare floor",
+            results.floor,
+            meta_of(floor),
+            floor_section(floor, results.floor),
+        ),
         (
             "Redis Cluster against one Redis",
             results.cluster,

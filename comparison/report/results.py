@@ -31,6 +31,7 @@ class Results:
         self.rooms = directory / "rooms_bench.json"
         self.tokens = directory / "token_bench.json"
         self.cluster = directory / "cluster_bench.json"
+        self.floor = directory / "floor_bench.json"
         self.parity = directory / "parity.xml"
         self.timing = directory / "timing.json"
         self.environment = directory / "environment.json"

@@ -1,0 +1,207 @@
+"""Chat fan-out against its floor: starlette-ws and the FastAPI tutorial next to a bare uvloop server.
+
+Run from the repository root (``make bench`` runs it)::
+
+    python -m comparison.floor_bench [--quick] [--rounds N] [--out comparison/results/floor_bench.json]
+
+``loadgen.broadcast_fanout``: 200 chat receivers and one sender saying 150 lines, paced (40/s) and
+unpaced (back to back), to four servers in turn, each pinned to the first CPU with the load
+generator on the others:
+
+- **floor a**: ``comparison/floor_server.py``, one ``transport.write`` of a pre-built frame per
+  member per message;
+- **floor b**: the same with ``--joined``: one write per member per loop iteration;
+- **starlette-ws** as ``make run`` serves it, and **FastAPI**'s tutorial chat on uvicorn's own
+  protocols.
+
+Figures per delivery: the server's CPU time and its write system calls (``syscw`` of
+``/proc/PID/io``), with the spread over rounds; ratios to each floor, medians of each round's.
+Rounds rotate the order of the servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from comparison import common, loadgen
+from comparison.common import RESULTS, number
+from comparison.hub_bench import exit_on_sigterm
+from comparison.stats import medians, times
+from harness.net import accepts, free_port
+from harness.servers import ROOT, UvicornServer
+
+SERVERS = ("floor-a", "floor-b", "starlette-ws", "fastapi")
+SHAPES = ("paced", "burst")
+START_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class Workload:
+    rounds: int
+    receivers: int
+    messages: int
+    rate: float  # paced lines per second
+
+
+FULL = Workload(rounds=7, receivers=200, messages=150, rate=40.0)
+QUICK = Workload(rounds=1, receivers=100, messages=100, rate=40.0)
+
+
+@contextlib.contextmanager
+def floor_server(joined: bool, cpus: set[int] | None) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    command = [sys.executable, "-m", "comparison.floor_server", "--port", str(port), *(["--joined"] if joined else [])]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        if cpus:
+            os.sched_setaffinity(process.pid, cpus)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not accepts(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the floor server did not start")
+            time.sleep(0.05)
+        yield f"ws://127.0.0.1:{port}", process.pid
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@contextlib.contextmanager
+def server(name: str, cpus: set[int] | None, logs: Path) -> Iterator[tuple[str, int]]:
+    if name.startswith("floor"):
+        with floor_server(name == "floor-b", cpus) as found:
+            yield found
+        return
+    app = "starlette_ws.app:app" if name == "starlette-ws" else "comparison.fastapi_app:app"
+    env = {"BROADCAST_URL": "memory://"}
+    with UvicornServer(
+        app,
+        env=env,
+        cpus=cpus,
+        log_level="warning",
+        log_path=logs / f"floor-{name}.log",
+        protocols=name == "starlette-ws",
+    ) as served:
+        yield served.ws_url, served.pid
+
+
+def writes(pid: int) -> int:
+    return int(psutil.Process(pid).io_counters().write_count)
+
+
+def once(name: str, shape: str, workload: Workload, logs: Path) -> dict[str, Any]:
+    server_cpus, loadgen_cpus = common.placement(1)
+    everything = os.sched_getaffinity(0)
+    started = time.perf_counter()
+    with server(name, server_cpus, logs) as (url, pid):
+        try:
+            if loadgen_cpus:
+                os.sched_setaffinity(0, loadgen_cpus)
+            before = writes(pid)
+            rate = workload.rate if shape == "paced" else None
+            figures = loadgen.broadcast_fanout(url, workload.receivers, workload.messages, rate, server_pid=pid)
+            written = writes(pid) - before
+        finally:
+            os.sched_setaffinity(0, everything)
+    deliveries = workload.receivers * workload.messages
+    figures["writes_per_delivery"] = written / deliveries  # the warm-up's and the handshakes' too: a little over
+    return {"figures": figures, "seconds": time.perf_counter() - started, "loadavg_1min": os.getloadavg()[0]}
+
+
+def rounds(workload: Workload, logs: Path) -> list[dict[str, Any]]:
+    runs = []
+    for round_ in range(1, workload.rounds + 1):
+        shift = (round_ - 1) % len(SERVERS)
+        for shape in SHAPES:
+            for name in (*SERVERS[shift:], *SERVERS[:shift]):
+                try:
+                    outcome = once(name, shape, workload, logs)
+                except Exception as error:  # one failed run must not end the study
+                    outcome = {"error": f"{type(error).__name__}: {error}"}
+                print(f"[{round_}/{workload.rounds}] {shape:<6} {name:<13} {common.outcome_line(outcome)}", flush=True)
+                runs.append({"round": round_, "scenario": shape, "config": name, **outcome})
+    return runs
+
+
+def paired(runs: list[dict[str, Any]], shape: str, name: str, floor: str) -> float | None:
+    """The median over rounds of name / floor, server CPU per delivery, within each round."""
+    ratios = []
+    for round_ in {run["round"] for run in runs}:
+        found = {
+            run["config"]: run["figures"]["server_cpu_us_per_op"]
+            for run in runs
+            if run["round"] == round_ and run["scenario"] == shape and "figures" in run
+        }
+        if found.get(name) and found.get(floor):
+            ratios.append(found[name] / found[floor])
+    return statistics.median(ratios) if ratios else None
+
+
+def spread(runs: list[dict[str, Any]], shape: str, name: str) -> list[float]:
+    values = sorted(
+        run["figures"]["server_cpu_us_per_op"]
+        for run in runs
+        if run["scenario"] == shape and run["config"] == name and "figures" in run
+    )
+    return [values[0], values[-1]] if values else []
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS / "floor_bench.json")
+    args = parser.parse_args(argv)
+    base = QUICK if args.quick else FULL
+    workload = Workload(**{**asdict(base), "rounds": args.rounds or base.rounds})
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    loadgen.raise_nofile(65536)
+    started = time.perf_counter()
+    runs = rounds(workload, common.logs_dir())
+    summary = medians(runs, "scenario", "config")
+    ratios = {
+        shape: {
+            name: {floor: paired(runs, shape, name, floor) for floor in ("floor-a", "floor-b")} for name in SERVERS[2:]
+        }
+        for shape in SHAPES
+    }
+    rows = [["shape", "server", "CPU µs/delivery", "min–max", "writes/delivery", "÷ floor a", "÷ floor b"]]
+    for shape in SHAPES:
+        for name in SERVERS:
+            figures = summary.get(shape, {}).get(name, {})
+            low_high = "–".join(number(v) for v in spread(runs, shape, name))
+            vs = ratios[shape].get(name, {})
+            rows.append(
+                [
+                    shape,
+                    name,
+                    number(figures.get("server_cpu_us_per_op")),
+                    low_high,
+                    number(figures.get("writes_per_delivery")),
+                    times(vs.get("floor-a")),
+                    times(vs.get("floor-b")),
+                ]
+            )
+    print(common.text_table(rows))
+    server_cpus, loadgen_cpus = common.placement(1)
+    pinning = {"server": sorted(server_cpus or []), "loadgen": sorted(loadgen_cpus or [])}
+    meta = {"pinning": pinning, "settings": asdict(workload)}
+    packages = ["starlette", "uvicorn", "websockets", "uvloop", "fastapi"]
+    common.write_results(args.out, started, packages, meta, summary, ratios, runs)
+
+
+if __name__ == "__main__":
+    main()
