@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from comparison.report.markdown import number, relative, table, times
+from comparison.report.markdown import number, pinning, relative, table, times
 
 FANOUT_COLUMNS = ("server_cpu_us_per_op", "deliveries_per_s", "p50_ms", "p99_ms")
 PUBLISH_COLUMNS = ("appends_per_s", "busiest_master_us_per_append", "engine_us_per_append", "capacity_appends_per_s")
@@ -16,14 +16,14 @@ def cluster_section(data: dict[str, Any] | None, path: Path) -> str:
         return f"No results: `python -m comparison.cluster_bench` writes {relative(path)}."
     meta, summary, ratios = data["meta"], data["medians"], data.get("ratios", {})
     settings = meta["settings"]
-    pinning = {key: ", ".join(map(str, cpus)) or "any" for key, cpus in meta.get("pinning", {}).items()}
+    pinned = pinning(meta)
     fanout, publish = summary.get("fanout", {}), summary.get("publish", {})
     parts = [
         f"Measured by `python -m comparison.cluster_bench` ({meta['date']}). **Cross-process fan-out**: two app "
-        f"processes on CPU {pinning.get('servers', 'any')}, {settings['receivers']} receivers on one, the sender on "
+        f"processes on CPU {pinned.get('servers', 'any')}, {settings['receivers']} receivers on one, the sender on "
         f"the other ({settings['messages']} lines at {settings['rate']:g}/s), so every delivery crosses the engine; "
         "the server CPU of both processes per delivery. One Redis against a cluster of 3 masters with a replica "
-        f"each, both on CPU {pinning.get('loadgen_and_engines', 'any')} with the load generator. Medians of "
+        f"each, both on CPU {pinned.get('loadgen_and_engines', 'any')} with the load generator. Medians of "
         f"{settings['rounds']} round(s), the engines in alternating order.",
         "",
     ]

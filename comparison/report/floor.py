@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from comparison.report.markdown import number, relative, table, times
+from comparison.report.markdown import number, pinning, relative, table, times
 
 SERVERS = ("floor-a", "floor-b", "starlette-ws", "fastapi")
 
@@ -15,11 +15,11 @@ def floor_section(data: dict[str, Any] | None, path: Path) -> str:
         return f"No results: `python -m comparison.floor_bench` writes {relative(path)}."
     meta, summary, ratios = data["meta"], data["medians"], data.get("ratios", {})
     settings = meta["settings"]
-    pinning = {key: ", ".join(map(str, cpus)) or "any" for key, cpus in meta.get("pinning", {}).items()}
+    pinned = pinning(meta)
     parts = [
         f"Measured by `python -m comparison.floor_bench` ({meta['date']}): {settings['receivers']} chat receivers, "
         f"one sender saying {settings['messages']} lines paced ({settings['rate']:g}/s) or back to back (burst); "
-        f"server on CPU {pinning.get('server', 'any')}, load generator on CPU {pinning.get('loadgen', 'any')}. "
+        f"server on CPU {pinned.get('server', 'any')}, load generator on CPU {pinned.get('loadgen', 'any')}. "
         "Floor a is `comparison/floor_server.py`, a bare uvloop server writing a pre-built frame to each member "
         "once per message; floor b joins what a member is given in one loop iteration into one write. "
         "starlette-ws as `make run` serves it; FastAPI's tutorial on uvicorn's own protocols. Writes are the "

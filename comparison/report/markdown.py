@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from comparison.common import number
 from comparison.stats import times
@@ -21,6 +22,11 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Iterable[
     rule = ["---:" if index in aligned else "---" for index in range(len(header))]
     lines = [header, rule, *rows]
     return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines)
+
+
+def pinning(meta: dict[str, Any]) -> dict[str, str]:
+    """Where a benchmark pinned what (`meta["pinning"]`): role -> its CPUs as text, or "any"."""
+    return {role: ", ".join(map(str, cpus)) or "any" for role, cpus in meta.get("pinning", {}).items()}
 
 
 def one_line(text: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from comparison.report.markdown import number, relative, table, times
+from comparison.report.markdown import number, pinning, relative, table, times
 
 FANOUT_COLUMNS = ("deliveries_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_op")
 
@@ -15,11 +15,11 @@ def rooms_section(data: dict[str, Any] | None, path: Path) -> str:
         return f"No results: `python -m comparison.rooms_bench` writes {relative(path)}."
     meta, summary = data["meta"], data["medians"]
     settings = meta["settings"]
-    pinning = {key: ", ".join(map(str, cpus)) or "any" for key, cpus in meta.get("pinning", {}).items()}
+    pinned = pinning(meta)
     parts = [
         f"Measured by `python -m comparison.rooms_bench` ({meta['date']}) against `starlette_ws.app` on `make run`'s "
-        f"protocols, server on CPU {pinning.get('server', 'any')}, load generator on CPU "
-        f"{pinning.get('loadgen', 'any')}.",
+        f"protocols, server on CPU {pinned.get('server', 'any')}, load generator on CPU "
+        f"{pinned.get('loadgen', 'any')}.",
         "",
         f"**One room of {settings['receivers']:,} members against the tutorial's chat of as many, on the same hub** "
         f"(`memory://`): one more client says {settings['burst']} lines back to back (inside the flood burst), "

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from comparison.report.markdown import number, relative, table, times
+from comparison.report.markdown import number, pinning, relative, table, times
 
 DECODE = "jwt_decode"
 FIRST, SEEN = "first", "seen"
@@ -93,7 +93,7 @@ def tokens_section(data: dict[str, Any] | None, path: Path) -> str:
         return f"No results: `python -m comparison.token_bench` writes {relative(path)}."
     meta, summary, ratios = data["meta"], data["medians"], data["ratios"]
     settings, token, goal = meta["settings"], meta["token"], meta["goal_us"]
-    pinning = {key: ", ".join(map(str, cpus)) or "any" for key, cpus in meta.get("pinning", {}).items()}
+    pinned = pinning(meta)
     found = summary.get("check", {})
     check: dict[str, float | None] = {name: found.get(name, {}).get("us") for name in found}
     for name, _, _ in CHECK_ROWS:
@@ -109,7 +109,7 @@ def tokens_section(data: dict[str, Any] | None, path: Path) -> str:
         f"PyJWT {pyjwt}). The goal: the token check costs under {goal:.0f} µs per connect ({token['algorithm']}) "
         "and nothing per message.",
         "",
-        f"**The check alone**, in one process pinned to CPU {pinning.get('server', 'any')} (where the server runs "
+        f"**The check alone**, in one process pinned to CPU {pinned.get('server', 'any')} (where the server runs "
         f"later), on valid {token['algorithm']} tokens as `tokens.make` writes them ({token['token_bytes']} bytes: "
         f"`sub`, `iat`, `exp`, and `rooms` {patterns}; the room, `{token['room']}`, matched by the last). A "
         "first-seen token is one no `Tokens` has verified: every call is given a token of its own, made before "
@@ -136,7 +136,7 @@ def tokens_section(data: dict[str, Any] | None, path: Path) -> str:
         "",
         f"**Against a real server**: two `starlette_ws.app` servers on `memory://`, alike but for "
         "`ROOMS_TOKEN_SECRET` (set: every room socket needs `?token=`; unset: rooms are open and the URL carries "
-        f"none), on CPU {pinning.get('server', 'any')}, the load generator on CPU {pinning.get('loadgen', 'any')}. "
+        f"none), on CPU {pinned.get('server', 'any')}, the load generator on CPU {pinned.get('loadgen', 'any')}. "
         f"Per connect: {settings['clients']} clients at once, each in a room of its own, connect, read the "
         f"presence message and close, {settings['connects']} times each per run, in three runs per round: "
         "tokens off; tokens on with a token made for each connect (first seen, all made before the run); "

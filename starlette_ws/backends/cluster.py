@@ -10,7 +10,7 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import MovedError
 
 from starlette_ws.backends.base import BackendError, Event, PublishUncertain
-from starlette_ws.backends.cluster_nodes import Nodes, slot_of, tagged, untagged
+from starlette_ws.backends.cluster_nodes import Nodes, retrieved, slot_of, tagged, untagged
 from starlette_ws.backends.redis_client import ERRORS, Confirmations, Unanswered
 from starlette_ws.backends.retry import Reconnector
 
@@ -48,11 +48,10 @@ class Shard:
         finish on its own, and the listener goes on."""
         read, self.read = self.read, None
         if read is not None:
+            read.add_done_callback(retrieved)  # its failure, now or once it ends, is this close's reason
             if not read.done():
                 read.cancel()
                 await asyncio.wait({read}, timeout=CLOSE_WAIT)
-            if read.done() and not read.cancelled():
-                read.exception()  # retrieved: asyncio would log it as never retrieved
         with contextlib.suppress(TimeoutError, *LOST):
             async with asyncio.timeout(CLOSE_WAIT):
                 await self.pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]

@@ -156,7 +156,7 @@ class Nodes:
         """A refresh in the background (the next command waits for nothing)."""
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.ensure_future(self._refresh())
-            self._refreshing.add_done_callback(_retrieved)
+            self._refreshing.add_done_callback(retrieved)
 
     async def _refresh(self) -> None:
         masters = [node for node in self.masters if node not in self.silent]
@@ -254,8 +254,9 @@ class Nodes:
             await client.aclose()
 
 
-def _retrieved(task: asyncio.Future[None]) -> None:
-    """A refresh nobody awaited: its failure is the next command's to find, not asyncio's to log."""
+def retrieved(task: asyncio.Future[Any]) -> None:
+    """A task nobody awaits (a background refresh, an abandoned read): its failure is found
+    elsewhere (the next command, the shard's replacement), not logged by asyncio as never retrieved."""
     if not task.cancelled():
         task.exception()
 
