@@ -82,3 +82,23 @@ def owned_by(cluster: RedisCluster, name: str, node: RedisServer, within: float 
     while not _serves(cluster, node, slot_of(name)):
         assert time.monotonic() < deadline, f"{node.port} does not serve {name!r}: {cluster.roles()}"
         time.sleep(0.05)
+
+
+def taken_over(
+    cluster: RedisCluster, replica: RedisServer, name: str, asked: bool = False, within: float = 25.0
+) -> None:
+    """Ask `replica` for a manual failover (CLUSTER FAILOVER) until it serves `name`'s slot. The
+    masters vote for a replica of the same master once in twice the node timeout, so a failover
+    asked for soon after another in that shard gets no votes and is given up after 5 s: asked
+    again then. `asked`: the first request has been made already."""
+    deadline = time.monotonic() + within
+    while True:
+        if not asked:
+            assert cluster.cli(replica, "cluster", "failover").strip() == "OK"
+        asked = False
+        try:
+            owned_by(cluster, name, replica, within=min(6.0, max(deadline - time.monotonic(), 0.1)))
+            return
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise

@@ -24,7 +24,7 @@ from starlette_ws.engines import Engine
 from starlette_ws.history import room_channel
 from tests.backends.support import paused
 from tests.clients import receive
-from tests.cluster.support import owned_by, owner_of, replica_of, rest, slot_of
+from tests.cluster.support import owned_by, owner_of, replica_of, rest, slot_of, taken_over
 from tests.server.test_rooms_faults import (
     CHECK_SECONDS,
     ROOM_ENV,
@@ -177,12 +177,12 @@ def test_a_manual_failover_loses_nothing(whole: RedisCluster, servers: tuple[Uvi
     with busy(a, b, room) as (member, sender):
         assert whole.cli(replica, "cluster", "failover").strip() == "OK"
         sender.talk("during", 30, 0.05)
+        taken_over(whole, replica, tag_of(room_channel(PREFIX, room)), asked=True)
         problems, history = promised(member, sender, b, room)
         seen = member.seen()
     assert problems == []
     assert [entry for entry in seen if entry["type"] == "gap"] == []
     assert positions(member.lines()) == positions(history)
-    owned_by(whole, tag_of(room_channel(PREFIX, room)), replica)
 
 
 def test_a_slot_resharded_while_its_room_is_busy(
