@@ -2,20 +2,23 @@
 
 Run from the repository root (``make bench`` runs it)::
 
-    python -m comparison.floor_bench [--quick] [--rounds N] [--out comparison/results/floor_bench.json]
+    python -m comparison.floor_bench [--quick] [--rounds N] [--shapes paced,burst] [--out FILE]
 
 ``loadgen.broadcast_fanout``: 200 chat receivers and one sender saying 150 lines, paced (40/s) and
-unpaced (back to back), to four servers in turn, each pinned to the first CPU with the load
-generator on the others:
+unpaced (back to back), then the same with three senders in lockstep (``-3``: each says 150 lines,
+the three at the same moments), to four servers in turn, each pinned to the first CPU with the
+load generator on the others:
 
 - **floor a**: ``comparison/floor_server.py``, one ``transport.write`` of a pre-built frame per
   member per message;
 - **floor b**: the same with ``--joined``: one write per member per loop iteration;
-- **starlette-ws** as ``make run`` serves it, and **FastAPI**'s tutorial chat on uvicorn's own
-  protocols.
+- **starlette-ws** as ``make run`` serves it, and **FastAPI**'s tutorial chat twice: on the same
+  protocols (``fastapi-same-stack``: the difference is the app's) and on uvicorn's own, as its
+  tutorial serves it (``fastapi``). The load clients offer no compression: deflate is off for all.
 
 Figures per delivery: the server's CPU time and its write system calls (``syscw`` of
-``/proc/PID/io``), with the spread over rounds; ratios to each floor, medians of each round's.
+``/proc/PID/io``), with the spread over rounds; ratios to each floor, medians of each round's; the
+latency from send to arrival, p50/p99 over every delivery, and to the last member of each line.
 Rounds rotate the order of the servers.
 """
 
@@ -43,8 +46,11 @@ from comparison.stats import medians, times
 from harness.net import accepts, free_port
 from harness.servers import ROOT, UvicornServer
 
-SERVERS = ("floor-a", "floor-b", "starlette-ws", "fastapi")
-SHAPES = ("paced", "burst")
+# FastAPI's tutorial twice: on the protocols starlette-ws is served with (the same stack: what
+# differs is the app), and as its tutorial serves it (uvicorn's own protocols). The load clients
+# offer no compression, so deflate is off for every server either way.
+SERVERS = ("floor-a", "floor-b", "starlette-ws", "fastapi-same-stack", "fastapi")
+SHAPES = ("paced", "paced-3", "burst", "burst-3")  # "-3": three senders in lockstep
 START_TIMEOUT = 20.0
 
 
@@ -86,6 +92,7 @@ def server(name: str, cpus: set[int] | None, logs: Path) -> Iterator[tuple[str, 
             yield found
         return
     app = "starlette_ws.app:app" if name == "starlette-ws" else "comparison.fastapi_app:app"
+    ours = name in ("starlette-ws", "fastapi-same-stack")
     env = {"BROADCAST_URL": "memory://"}
     with UvicornServer(
         app,
@@ -93,9 +100,13 @@ def server(name: str, cpus: set[int] | None, logs: Path) -> Iterator[tuple[str, 
         cpus=cpus,
         log_level="warning",
         log_path=logs / f"floor-{name}.log",
-        protocols=name == "starlette-ws",
+        protocols=ours,
     ) as served:
         yield served.ws_url, served.pid
+
+
+def senders_of(shape: str) -> int:
+    return int(shape.rpartition("-")[2]) if "-" in shape else 1
 
 
 def writes(pid: int) -> int:
@@ -111,21 +122,24 @@ def once(name: str, shape: str, workload: Workload, logs: Path) -> dict[str, Any
             if loadgen_cpus:
                 os.sched_setaffinity(0, loadgen_cpus)
             before = writes(pid)
-            rate = workload.rate if shape == "paced" else None
-            figures = loadgen.broadcast_fanout(url, workload.receivers, workload.messages, rate, server_pid=pid)
+            rate = workload.rate if shape.startswith("paced") else None
+            senders = senders_of(shape)
+            figures = loadgen.broadcast_fanout(
+                url, workload.receivers, workload.messages, rate, server_pid=pid, senders=senders
+            )
             written = writes(pid) - before
         finally:
             os.sched_setaffinity(0, everything)
-    deliveries = workload.receivers * workload.messages
+    deliveries = workload.receivers * workload.messages * senders
     figures["writes_per_delivery"] = written / deliveries  # the warm-up's and the handshakes' too: a little over
     return {"figures": figures, "seconds": time.perf_counter() - started, "loadavg_1min": os.getloadavg()[0]}
 
 
-def rounds(workload: Workload, logs: Path) -> list[dict[str, Any]]:
+def rounds(workload: Workload, logs: Path, shapes: Sequence[str] = SHAPES) -> list[dict[str, Any]]:
     runs = []
     for round_ in range(1, workload.rounds + 1):
         shift = (round_ - 1) % len(SERVERS)
-        for shape in SHAPES:
+        for shape in shapes:
             for name in (*SERVERS[shift:], *SERVERS[:shift]):
                 try:
                     outcome = once(name, shape, workload, logs)
@@ -164,22 +178,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "floor_bench.json")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"some of {','.join(SHAPES)}")
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     workload = Workload(**{**asdict(base), "rounds": args.rounds or base.rounds})
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     loadgen.raise_nofile(65536)
     started = time.perf_counter()
-    runs = rounds(workload, common.logs_dir())
+    shapes = [shape for shape in args.shapes.split(",") if shape]
+    if unknown := set(shapes) - set(SHAPES):
+        parser.error(f"unknown shapes: {', '.join(sorted(unknown))}")
+    runs = rounds(workload, common.logs_dir(), shapes)
     summary = medians(runs, "scenario", "config")
     ratios = {
         shape: {
             name: {floor: paired(runs, shape, name, floor) for floor in ("floor-a", "floor-b")} for name in SERVERS[2:]
         }
-        for shape in SHAPES
+        for shape in shapes
     }
-    rows = [["shape", "server", "CPU µs/delivery", "min–max", "writes/delivery", "÷ floor a", "÷ floor b"]]
-    for shape in SHAPES:
+    header = ["shape", "server", "CPU µs/delivery", "min–max", "writes/delivery", "÷ floor a", "÷ floor b"]
+    rows = [[*header, "p50/p99 ms", "to the last"]]
+    for shape in shapes:
         for name in SERVERS:
             figures = summary.get(shape, {}).get(name, {})
             low_high = "–".join(number(v) for v in spread(runs, shape, name))
@@ -193,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     number(figures.get("writes_per_delivery")),
                     times(vs.get("floor-a")),
                     times(vs.get("floor-b")),
+                    f"{number(figures.get('p50_ms'))}/{number(figures.get('p99_ms'))}",
+                    f"{number(figures.get('last_p50_ms'))}/{number(figures.get('last_p99_ms'))}",
                 ]
             )
     print(common.text_table(rows))

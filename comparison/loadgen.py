@@ -17,6 +17,7 @@ Every loop is bounded in count and in time. Command line, one JSON object on std
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -45,13 +46,12 @@ GRACE = 10.0  # extra seconds any wait may take beyond its planned length
 CONNECT_CONCURRENCY = 64  # handshakes in flight per process (keeps the accept backlog sane)
 ITEMS_PATH = "/items/foo/ws?token=some-key-token"
 SENDER_ID = 1
+MORE_SENDERS = 900  # and up: the second sender's client id, the third's, ...
 STALLED_ID = 2  # and up: the chat clients that never read
 WARM_UP = 0.5  # seconds of unmeasured load before echo and items measure
 WARM_MESSAGES = 3  # unmeasured broadcasts before the measured ones
 WARM_PAUSE = 0.2  # unpaced: seconds between the warm-up broadcasts and the measured burst
 FIRST_RECEIVER_ID = 1000
-CHAT_PREFIX = f"Client #{SENDER_ID} says: ".encode()
-ROOM_MARK = f'"client_id":{SENDER_ID},"text":"'.encode()  # only messages have a text
 SLOWEST_FANOUT = 10_000  # deliveries/s the broadcast wait allows for, beyond GRACE
 HOLD_LIMIT = 300.0  # a receiver process never lives longer than this
 QUIET_WINDOW = 0.3  # seconds; see quiet()
@@ -275,35 +275,58 @@ def chat_path(client_id: int, room: str | None) -> str:
     return f"/ws/{client_id}" if room is None else f"/rooms/{room}/ws/{client_id}"
 
 
-def sender_line(payload: bytes, room: str | None) -> bytes | None:
-    """The sender's line in a broadcast frame; None for anything else (joins, presence, other clients).
+def sender_ids(senders: int) -> list[int]:
+    """The client ids of ``senders`` senders."""
+    return [SENDER_ID, *range(MORE_SENDERS, MORE_SENDERS + senders - 1)]
+
+
+@functools.cache
+def sender_marks(room: str | None, senders: int) -> tuple[bytes, ...]:
+    """What starts a sender's line in the chat, or comes just before its text in a room's entry."""
+    if room is None:
+        return tuple(f"Client #{client_id} says: ".encode() for client_id in sender_ids(senders))
+    # in a room, only messages have a text
+    return tuple(f'"client_id":{client_id},"text":"'.encode() for client_id in sender_ids(senders))
+
+
+def sender_line(payload: bytes, room: str | None, senders: int = 1) -> bytes | None:
+    """A sender's line in a broadcast frame; None for anything else (joins, presence, other clients).
 
     A room's entries are JSON objects whose members come in one order (``rooms.RoomEndpoint.append``):
     ``{"offset":7,"epoch":"…","type":"message","room":"…","client_id":1,"text":"…","time":…}``.
     """
+    marks = sender_marks(room, senders)
     if room is None:
-        prefix = CHAT_PREFIX
-        return payload[len(prefix) :] if payload.startswith(prefix) else None
-    start = payload.find(ROOM_MARK)
-    if start < 0:
-        return None
-    start += len(ROOM_MARK)
-    return payload[start : payload.index(b'"', start)]
+        return payload.partition(b" says: ")[2] if payload.startswith(marks) else None
+    for mark in marks:
+        start = payload.find(mark)
+        if start >= 0:
+            start += len(mark)
+            return payload[start : payload.index(b'"', start)]
+    return None
 
 
 async def receive_broadcasts(
-    ws: RawWebSocket, expected: int, latencies: list[int], last: list[int], room: str | None, since_ns: int = 0
+    ws: RawWebSocket,
+    expected: int,
+    latencies: list[int],
+    last: list[int],
+    room: str | None,
+    since_ns: int = 0,
+    senders: int = 1,
+    slowest: dict[int, int] | None = None,
 ) -> None:
-    """Latency of every measured broadcast from the sender, until ``expected`` arrived.
+    """Latency of every measured broadcast from the senders, until ``expected`` (of each) arrived;
+    ``slowest``: by send stamp, the latest arrival (the last member's latency).
 
     The sender's lines are ``{sequence} {time_ns}``; negative sequences are the warm-up. Lines
     stamped before ``since_ns`` are an earlier run's, which a room sends a newcomer first (its
     recent messages): not counted.
     """
     seen = 0
-    while seen < expected + WARM_MESSAGES:
+    while seen < (expected + WARM_MESSAGES) * senders:
         opcode, payload = await ws.recv()
-        line = sender_line(payload, room) if opcode == OP_TEXT else None
+        line = sender_line(payload, room, senders) if opcode == OP_TEXT else None
         if line is not None:
             now = time.time_ns()
             sequence, stamp = line.split(b" ")
@@ -311,13 +334,25 @@ async def receive_broadcasts(
                 continue
             seen += 1
             if int(sequence) >= 0:
-                latencies.append(now - int(stamp))
+                latency = now - int(stamp)
+                latencies.append(latency)
                 last[0] = max(last[0], now)
+                if slowest is not None and latency > slowest.get(int(stamp), 0):
+                    slowest[int(stamp)] = latency
 
 
-async def receivers_async(
-    base_url: str, ids: range, expected: int, queues: tuple[Any, Any], events: tuple[Event, Event], room: str | None
-) -> None:
+@dataclasses.dataclass(frozen=True)
+class Receivers:
+    """One receiver process's share: its client ids, and what each of them is to receive."""
+
+    base_url: str
+    ids: range
+    expected: int  # lines of each sender
+    room: str | None
+    senders: int = 1
+
+
+async def receivers_async(share: Receivers, queues: tuple[Any, Any], events: tuple[Event, Event]) -> None:
     """Receive until every broadcast arrived or ``finish`` is set, report, hold until ``release``.
 
     The receivers are raw clients (see harness/rawws.py): the ``websockets`` client would cost the
@@ -327,13 +362,16 @@ async def receivers_async(
     """
     ready, results = queues
     finish, release = events
+    base_url, expected, room, senders = share.base_url, share.expected, share.room, share.senders
     since_ns = time.time_ns()
-    connections, failed = await open_many([base_url + chat_path(i, room) for i in ids], open_raw)
+    connections, failed = await open_many([base_url + chat_path(i, room) for i in share.ids], open_raw)
     ready.put((len(connections), failed))
     latencies: list[int] = []
+    slowest: dict[int, int] = {}
     last = [0]
     tasks = [
-        asyncio.create_task(receive_broadcasts(ws, expected, latencies, last, room, since_ns)) for ws in connections
+        asyncio.create_task(receive_broadcasts(ws, expected, latencies, last, room, since_ns, senders, slowest))
+        for ws in connections
     ]
     deadline = time.monotonic() + HOLD_LIMIT
     while not finish.is_set() and time.monotonic() < deadline:
@@ -343,18 +381,16 @@ async def receivers_async(
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    results.put({"latencies": latencies, "last_ns": last[0], "open": len(connections)})
+    results.put({"latencies": latencies, "last_ns": last[0], "open": len(connections), "slowest": slowest})
     remaining = max(0.0, deadline - time.monotonic())
     await asyncio.get_running_loop().run_in_executor(None, release.wait, remaining)
     for ws in connections:
         ws.abort()
 
 
-def receivers_process(
-    base_url: str, ids: range, expected: int, queues: tuple[Any, Any], events: tuple[Event, Event], room: str | None
-) -> None:
-    raise_nofile(len(ids) + 256)
-    run(receivers_async(base_url, ids, expected, queues, events, room))
+def receivers_process(share: Receivers, queues: tuple[Any, Any], events: tuple[Event, Event]) -> None:
+    raise_nofile(len(share.ids) + 256)
+    run(receivers_async(share, queues, events))
 
 
 async def drain(ws: ClientConnection) -> None:
@@ -375,7 +411,7 @@ async def quiet(server_pid: int, limit: float = QUIET_LIMIT) -> None:
             return
 
 
-async def own_arrival(ws: ClientConnection, limit: float = ARRIVAL_LIMIT) -> None:
+async def own_arrival(ws: ClientConnection, client_id: int = SENDER_ID, limit: float = ARRIVAL_LIMIT) -> None:
     """In a room, wait (at most ``limit`` s) until the sender hears its own arrival: its ``join``,
     or past the room's ``ROOM_PRESENCE_RATE`` a member list with it after the one every connection
     starts with. It came last: the receivers' joins were published before it."""
@@ -385,10 +421,10 @@ async def own_arrival(ws: ClientConnection, limit: float = ARRIVAL_LIMIT) -> Non
             async for message in ws:
                 entry = json.loads(message)
                 kind = entry.get("type")
-                if kind == "join" and entry.get("client_id") == SENDER_ID:
+                if kind == "join" and entry.get("client_id") == client_id:
                     return
                 if kind == "presence":
-                    if not first and SENDER_ID in entry.get("members", ()):
+                    if not first and client_id in entry.get("members", ()):
                         return
                     first = False
 
@@ -402,8 +438,10 @@ async def send_lines(
     room: str | None = None,
     settle: bool = False,
     more_pids: Sequence[int] = (),
+    senders: int = 1,
 ) -> tuple[int, float, T]:
-    """Send chat lines, each stamped with time.time_ns: at ``rate`` per second, or back to back.
+    """Send chat lines, each stamped with time.time_ns: at ``rate`` per second, or back to back;
+    ``senders`` clients say each line in turn, in lockstep (each sends ``messages``).
 
     ``rate`` None: unpaced, each send awaited (so as fast as the socket takes them) and the next
     one sent at once. ``WARM_MESSAGES`` unmeasured lines go first. The sender stays in the chat
@@ -413,10 +451,12 @@ async def send_lines(
     from just before it to then, and what ``collect`` returned. ``settle``: the burst waits for
     the server to be ``quiet`` first, and in a room for the sender's own arrival (``own_arrival``).
     """
-    async with open_ws(base_url + chat_path(SENDER_ID, room)) as ws:
+    async with contextlib.AsyncExitStack() as stack:
+        ids = sender_ids(senders)
+        sockets = [await stack.enter_async_context(open_ws(base_url + chat_path(i, room))) for i in ids]
         if room is not None and settle:
-            await own_arrival(ws)
-        reader = asyncio.create_task(drain(ws))
+            await own_arrival(sockets[-1], ids[-1])  # it came last
+        readers = [asyncio.create_task(drain(ws)) for ws in sockets]
         first_ns = 0
         cpu_before = math.nan
         started = time.perf_counter()
@@ -431,11 +471,13 @@ async def send_lines(
                 cpu_before = tree_cpu(server_pid) + sum(tree_cpu(pid) for pid in more_pids)
             now = time.time_ns()
             first_ns = first_ns or (now if sequence == 0 else 0)
-            await ws.send(f"{sequence} {now}")
+            for ws in sockets:
+                await ws.send(f"{sequence} {now}")
         collected = await asyncio.get_running_loop().run_in_executor(None, collect)
         cpu = tree_cpu(server_pid) + sum(tree_cpu(pid) for pid in more_pids) - cpu_before
-        reader.cancel()
-        abort_all([ws])
+        for reader in readers:
+            reader.cancel()
+        abort_all(sockets)
     return first_ns, cpu, collected
 
 
@@ -466,6 +508,7 @@ def broadcast_fanout(
     settle: bool = False,
     sender_url: str | None = None,
     more_pids: Sequence[int] = (),
+    senders: int = 1,
 ) -> Figures:
     """Deliveries per second, p50/p99 delivery latency and server CPU per delivery of a chat broadcast.
 
@@ -475,7 +518,8 @@ def broadcast_fanout(
     (what they are sent is not counted). ``room``: everyone is in that room instead of the
     tutorial's chat. ``settle``: the measured lines wait until the server is quiet.
     ``sender_url``: the sender talks to that server instead (another process, on the same engine);
-    ``more_pids``: processes whose CPU time counts too (that server's).
+    ``more_pids``: processes whose CPU time counts too (that server's). ``senders``: that many
+    clients send (``send_lines``), every receiver counts each one's lines.
     """
     processes = processes or max(1, math.ceil(receivers / 250))
     context = multiprocessing.get_context("spawn")
@@ -484,7 +528,8 @@ def broadcast_fanout(
     workers = []
     first = FIRST_RECEIVER_ID
     for share in split(receivers, processes):
-        args = (base_url, range(first, first + share), messages, (ready, results), (finish, release), room)
+        receivers_share = Receivers(base_url, range(first, first + share), messages, room, senders)
+        args = (receivers_share, (ready, results), (finish, release))
         workers.append(context.Process(target=receivers_process, args=args, daemon=True))
         first += share
     for worker in workers:
@@ -499,9 +544,11 @@ def broadcast_fanout(
             opened += got_open
             failed += got_failed
         # Unpaced, the sender is done long before the server: the wait allows for a slow one.
-        grace = GRACE + receivers * messages / SLOWEST_FANOUT
+        grace = GRACE + receivers * messages * senders / SLOWEST_FANOUT
         collect = functools.partial(collect_reports, results, len(workers), finish, grace)
-        sending = send_lines(sender_url or base_url, messages, rate, server_pid, collect, room, settle, more_pids)
+        sending = send_lines(
+            sender_url or base_url, messages, rate, server_pid, collect, room, settle, more_pids, senders
+        )
         first_ns, cpu, reports = run(sending)
     finally:
         finish.set()
@@ -513,13 +560,20 @@ def broadcast_fanout(
             if worker.is_alive():
                 worker.kill()
     latencies = sorted(value for report in reports for value in report["latencies"])
+    slowest: dict[int, int] = {}
+    for report in reports:
+        for stamp, latency in report["slowest"].items():
+            slowest[stamp] = max(slowest.get(stamp, 0), latency)
+    to_last = sorted(slowest.values())
     last_ns = max((report["last_ns"] for report in reports), default=0)
     elapsed = max(last_ns - first_ns, 1) / 1e9
     return {
         "deliveries_per_s": len(latencies) / elapsed,
         "p50_ms": percentile(latencies, 0.50) / 1e6,
         "p99_ms": percentile(latencies, 0.99) / 1e6,
-        "delivered": len(latencies) / max(opened * messages, 1),
+        "last_p50_ms": percentile(to_last, 0.50) / 1e6,  # from the send to the last member, per line
+        "last_p99_ms": percentile(to_last, 0.99) / 1e6,
+        "delivered": len(latencies) / max(opened * messages * senders, 1),
         "server_cpu_us_per_op": cpu / max(len(latencies), 1) * 1e6,
         "connect_failures": float(failed),
     }

@@ -1,10 +1,13 @@
 """A member's connection: its writer, its outbox and its lifecycle.
 
 Each message goes straight into the client's socket, or waits in the outbox. A connection with
-nothing queued and no send under way sends inline (`Connection.send_nowait`); only a send that
-has to wait for the client (its transport is paused) leaves a sender task to finish it, and what
-comes next queues behind it. An outbox that would pass its byte bound closes the connection with
-1013; a send that fails closes it; nothing here awaits another client's socket.
+nothing queued and no send under way sends inline (`Connection.send_nowait`): under our protocol
+the message's frame, built once for every member (`Text`), is handed to it as it is and joins the
+connection's other frames of the loop iteration in one write (`sockets.SEND_FRAME`); elsewhere the
+ordinary ASGI send runs until it first suspends. Only a send that has to wait for the client (its
+transport is paused) leaves a sender task to finish it, and what comes next queues behind it. An
+outbox that would pass its byte bound closes the connection with 1013; a send that fails closes
+it; nothing here awaits another client's socket.
 
 A `Connection` only moves forward, OPEN -> CLOSING -> CLOSED, and none of its verbs but `stop`
 awaits:
@@ -17,8 +20,8 @@ awaits:
                                     as the socket takes it (a slow client, a removed member)
     await stop(grace)               -> CLOSED: its tasks end (CLOSING: after `grace` s to flush)
 
-Every way there (a failed send included) goes through `_closed`, which drops the queue, wakes
-whoever waits, and tells the hub (`on_closed`) once.
+Every way there (a failed send included) goes through `_closed`, which drops the queue (and what
+waits behind a copy of its own broadcast), and tells the hub (`on_closed`) once.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import contextlib
 import enum
 import logging
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +40,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
 from starlette_ws import metrics
-from starlette_ws.sockets import GONE, CountedWebSocket
+from starlette_ws.sockets import GONE, CountedWebSocket, SendFrame, framed
 
 logger = logging.getLogger("starlette_ws.hub")
 
@@ -48,6 +51,19 @@ TOO_SLOW = "Try again later: not reading fast enough"
 class Close:
     code: int
     reason: str
+
+
+class Text:
+    """A text message for members: its ASGI message, its UTF-8 size and its frame, each made once
+    however many members it goes to (nobody changes them)."""
+
+    __slots__ = ("frame", "message", "size")
+
+    def __init__(self, text: str) -> None:
+        data = text.encode()
+        self.message: Message = {"type": "websocket.send", "text": text}
+        self.size = len(data)
+        self.frame = framed(data)
 
 
 class Started:
@@ -101,13 +117,15 @@ CLOSING, CLOSED = ConnectionState.CLOSING, ConnectionState.CLOSED
 
 class Connection:
     __slots__ = (
+        "_behind",
         "_closer",
+        "_closing",
         "_count_sent",
-        "_expected",
         "_on_closed",
         "_outbox",
         "_queued_bytes",
         "_send",
+        "_send_frame",
         "_sender",
         "channel",
         "closed_with",
@@ -125,69 +143,105 @@ class Connection:
         # The endpoints' socket hands over the ASGI send itself and its sent count: Starlette's
         # `WebSocket.send` checks its state on every call, and this connection keeps that state
         # itself (nothing is sent unless it is OPEN). Any other socket is sent to as it is.
+        self._send_frame: SendFrame | None = None
         if isinstance(websocket, CountedWebSocket):
             self._send, self._count_sent = websocket.send_to_server, websocket.count_sent
+            self._send_frame = websocket.send_frame
         else:
             self._send, self._count_sent = websocket.send, _nothing
         self.max_bytes = max_bytes
         self.state = OPEN
         self.closed_with: int | None = None  # the code of the close frame it sends, once asked to close
         self._on_closed = on_closed
-        self._outbox: deque[tuple[Message | Close, int]] | None = None  # made when first needed: most never are
+        self._outbox: deque[Text | Close] | None = None  # made when first needed: most never are
         self._queued_bytes = 0
         self._sender: asyncio.Task[None] | None = None  # runs while a send waits or the outbox is not empty
         self._closer: asyncio.Task[None] | None = None  # sends the close frame of a close without flush
-        self._expected: dict[str, asyncio.Future[None]] = {}
+        self._closing: Close | None = None  # a close after the queue, waiting for copies on their way
+        # the own copies of its broadcasts still on their way, in order, each with the messages of
+        # its own it was given since (they go after that copy): made when first needed
+        self._behind: deque[tuple[str, list[Text]]] | None = None
         self.publishing: asyncio.Task[bool] | None = None  # this client's latest broadcast
 
     def send_text_nowait(self, text: str) -> None:
-        """Send a message of this client's own, in order with everything else it is sent."""
-        self.send_nowait({"type": "websocket.send", "text": text}, len(text.encode()))
-
-    def send_nowait(self, message: Message, size: int) -> None:
-        """Send an ASGI message now if this connection is idle, else queue it; `size` is its text's UTF-8 length.
-
-        Idle (nothing queued, no send under way), the send runs here until it first suspends;
-        uvicorn's suspends only while the client is not reading, so nearly every message is
-        written to the socket right away, with no task switch. A send that suspends is finished
-        by the sender task, and whatever follows waits in the outbox until it has.
-        """
-        if self.state is not OPEN:
+        """Send a message of this client's own, in order with everything else it is sent (after
+        the copy of its broadcast still on its way, if one is: see `expect`)."""
+        if self._behind:
+            if self.state is OPEN:
+                self._behind[-1][1].append(Text(text))
             return
-        if self._queued_bytes + size > self.max_bytes:  # a message larger than the bound never goes
+        if self.send_nowait(Text(text)):
+            self._count_sent()
+
+    def send_nowait(self, text: Text, *, closing: bool = False) -> bool:
+        """Send a message now if this connection is idle, else queue it.
+
+        Idle (nothing queued, no send under way), its frame goes to our protocol as it is, or the
+        ASGI send runs here until it first suspends; uvicorn's suspends only while the client is
+        not reading, so nearly every message is written right away, with no task switch. A send
+        that suspends is finished by the sender task, and whatever follows waits in the outbox
+        until it has. True: the frame was taken directly and is not counted yet; the caller
+        counts them (`count_sent`), once for a whole broadcast. `closing`: CLOSING takes it too.
+        """
+        if self.state is not OPEN and not (closing and self.state is CLOSING):
+            return False
+        if self._queued_bytes + text.size > self.max_bytes:  # a message larger than the bound never goes
             metrics.CHAT_SLOW_CLIENTS.inc()
             self.close(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW, flush=False)
-            return
+            return False
         if self._sender is None:
-            sending = self._send(message).__await__()  # any awaitable; for a coroutine, itself in effect
+            send_frame = self._send_frame
+            if send_frame is not None and send_frame(text.frame):
+                return True
+            sending = self._send(text.message).__await__()  # any awaitable; for a coroutine, itself in effect
             try:
                 yielded = sending.send(None)
             except StopIteration:
                 self._count_sent()
-                return
+                return False
             except Exception as exc:
                 self._failed(exc)
-                return
+                return False
             self._sender = asyncio.create_task(self._send_loop(Started(sending, yielded)))
+            return False
+        self._enqueue(text, text.size)
+        return False
+
+    def count_sent(self, amount: int) -> None:
+        """Count `amount` messages that `send_nowait` sent directly (to members of one endpoint)."""
+        self._count_sent(amount)
+
+    def expect(self, tag: str) -> None:
+        """Its own copy of a broadcast, tagged `tag`, is on its way: what it is given of its own
+        from now on (`send_text_nowait`: "You wrote: b") goes after that copy ("... says: a")."""
+        if self.state is OPEN:
+            if self._behind is None:
+                self._behind = deque()
+            self._behind.append((tag, []))
+
+    def arrived(self, tag: str, copy: Text | None) -> None:
+        """The copy tagged `tag` was handed to this connection (`copy`), or will not come (None):
+        what waited behind it goes now, or behind the copy before it if that one is still on its
+        way. A closing connection takes nothing new, but still these: a close after the queue
+        waits for them."""
+        behind = self._behind
+        if not behind:
             return
-        self._enqueue(message, size)
-
-    @contextlib.contextmanager
-    def expecting(self, tag: str) -> Iterator[asyncio.Future[None]]:
-        """A future done once the message tagged `tag` has been handed to this connection (or it is gone)."""
-        arrived = asyncio.get_running_loop().create_future()
-        if self.state is not OPEN:
-            arrived.set_result(None)
-        self._expected[tag] = arrived
-        try:
-            yield arrived
-        finally:
-            self._expected.pop(tag, None)
-
-    def arrived(self, tag: str) -> None:
-        arrived = self._expected.pop(tag, None)
-        if arrived is not None and not arrived.done():  # cancelled: its sender stopped waiting this very moment
-            arrived.set_result(None)
+        index = next((i for i, (expected, _) in enumerate(behind) if expected == tag), None)
+        if index is None:
+            return
+        held = behind[index][1]
+        if copy is not None and self.state is CLOSING:  # not taken by the broadcast: taken here
+            held.insert(0, copy)
+        del behind[index]
+        if index:
+            behind[index - 1][1].extend(held)
+            return
+        for text in held:
+            if self.send_nowait(text, closing=True):
+                self._count_sent()
+        if not behind and self.state is CLOSING and self._closing is not None:
+            self._close_after_queue()
 
     def close(self, code: int, reason: str, *, flush: bool = True) -> None:
         """Close with `code` and `reason`: after everything already queued (`flush`, nothing new is
@@ -196,9 +250,9 @@ class Connection:
             if self.state is OPEN:
                 self.state = CLOSING
                 self.closed_with = code
-                self._enqueue(Close(code, reason), 0)
-                if self._sender is None:
-                    self._sender = asyncio.create_task(self._send_loop(None))
+                self._closing = Close(code, reason)
+                if not self._behind:  # else once the copies it waits for are in (`arrived`)
+                    self._close_after_queue()
             return
         if self.state is CLOSED:
             return
@@ -208,6 +262,13 @@ class Connection:
         if sender is not None:
             sender.cancel()
         self._closer = asyncio.create_task(self._close_socket(sender, Close(code, reason)))
+
+    def _close_after_queue(self) -> None:
+        assert self._closing is not None
+        self._enqueue(self._closing, 0)
+        self._closing = None
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_loop(None))
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop for good: the client has left, or the server is stopping.
@@ -227,10 +288,10 @@ class Connection:
     def queued_bytes(self) -> int:
         return self._queued_bytes
 
-    def _enqueue(self, item: Message | Close, size: int) -> None:
+    def _enqueue(self, item: Text | Close, size: int) -> None:
         if self._outbox is None:
             self._outbox = deque()
-        self._outbox.append((item, size))
+        self._outbox.append(item)
         self._queued_bytes += size
 
     async def _send_loop(self, started: Started | None) -> None:
@@ -239,13 +300,13 @@ class Connection:
                 await started
                 self._count_sent()
             while self._outbox:
-                item, size = self._outbox.popleft()
-                self._queued_bytes -= size
+                item = self._outbox.popleft()
                 if isinstance(item, Close):
                     await self.websocket.close(item.code, item.reason)
                     self._closed()
                     return
-                await self._send(item)
+                self._queued_bytes -= item.size
+                await self._send(item.message)
                 self._count_sent()
         except Exception as exc:
             self._failed(exc)
@@ -269,15 +330,14 @@ class Connection:
         self._closed()
 
     def _closed(self) -> None:
-        """Become CLOSED: what is queued is dropped, whoever waits is woken, and the hub forgets it."""
+        """Become CLOSED: what is queued is dropped, and the hub forgets it."""
         if self.state is CLOSED:
             return
         self.state = CLOSED
         self._outbox = None
         self._queued_bytes = 0
-        for arrived in self._expected.values():
-            if not arrived.done():
-                arrived.set_result(None)
+        self._behind = None
+        self._closing = None
         self._on_closed(self)
 
 

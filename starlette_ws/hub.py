@@ -1,26 +1,24 @@
 """Local fan-out: the channels this process's members are in, fed by one listener on the engine.
 
-A broadcast builds its ASGI message once and hands it to every member of the channel in turn
-(`connection.Connection.send_nowait`: inline, or queued behind what that member still has to
-take). A channel can have a route of its own (`Hub.route`): what arrives on it goes there
+A broadcast builds its message (and its frame) once and hands it to every member of the channel
+in turn (`connection.Connection.send_nowait`: inline, or queued behind what that member still has
+to take). A channel can have a route of its own (`Hub.route`): what arrives on it goes there
 instead of to every member as it is (a room checks each entry's position first, see `recovery`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from starlette.types import Message
 from starlette.websockets import WebSocket
 
 from starlette_ws import metrics
 from starlette_ws.backends import Backend, BackendError, Event, MessageTooLarge, PublishUncertain
-from starlette_ws.connection import OPEN, Connection
+from starlette_ws.connection import OPEN, Connection, Text
 
 logger = logging.getLogger("starlette_ws.hub")
 
@@ -49,6 +47,17 @@ def opened(payload: str) -> tuple[str, str]:
     return "", payload
 
 
+def send_all(connections: Iterable[Connection], text: Text) -> None:
+    """Send `text` to each of `connections` (members of one endpoint), counted once for all."""
+    sent, last = 0, None
+    for connection in list(connections):
+        if connection.send_nowait(text):
+            sent += 1
+            last = connection
+    if last is not None:
+        last.count_sent(sent)
+
+
 class Hub:
     """This process's subscribers by channel, fed by one listener on the backend."""
 
@@ -63,7 +72,9 @@ class Hub:
         self._publishing: set[asyncio.Task[bool]] = set()
         self.origin = os.urandom(ORIGIN_DIGITS // 2).hex()  # this hub's name in what it publishes
         self._sequence = itertools.count(1)
-        self._waiting: dict[str, Connection] = {}  # by tag: the sender waiting for its own copy
+        # by tag: the sender whose own copy is on its way, when it was published, and the timer
+        # that gives up on it after HOLD s
+        self._waiting: dict[str, tuple[Connection, float, asyncio.TimerHandle]] = {}
 
     def __len__(self) -> int:
         return sum(len(members) for members in self._channels.values())
@@ -90,6 +101,8 @@ class Hub:
                 await asyncio.wait(self._publishing, timeout=STOP_GRACE)
                 for publishing in list(self._publishing):
                     publishing.cancel()
+            for tag in list(self._waiting):
+                self._given_up(tag)
             for members in list(self._channels.values()):
                 for connection in list(members):
                     await connection.stop()
@@ -128,20 +141,22 @@ class Hub:
                     logger.exception("Unsubscribing from %r failed", channel)
 
     async def broadcast(self, sender: Connection, channel: str, message: str) -> None:
-        """Publish a client's message; hold the client until its own copy is back, HOLD s at most.
+        """Publish a client's message; its own copy is not waited for, but what the client is sent
+        of its own from now on waits behind that copy, HOLD s at most (`Connection.expect`).
 
-        Waiting for the copy keeps the reference order (`You wrote: a`, `... says: a`,
-        `You wrote: b`). An engine problem holds the client no longer than HOLD: a publish still
-        waiting for the engine then finishes in the background and logs its outcome, and while
-        it waits the client's next message is not sent (it would arrive out of order). The copy
-        is not waited for while this process is not subscribed: it cannot come back.
-        `MessageTooLarge` is raised: only the sender can be told that its message cannot travel.
+        That keeps the reference order (`You wrote: a`, `... says: a`, `You wrote: b`) while the
+        client's next message is read and published before its copy of this one is back: a burst
+        goes out in a few writes per member. A publish the engine cannot take at once (a network
+        round trip) is waited for, HOLD s at most: the next one is published only after it, so
+        they stay in order; one still waiting then finishes in the background and logs its
+        outcome, and while it waits the client's next message is not sent (it would arrive out of
+        order). The copy is not expected while this process is not subscribed: it cannot come
+        back. `MessageTooLarge` is raised: only the sender can be told that its message cannot travel.
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + HOLD
         previous = sender.publishing
         if previous is not None and not previous.done():
-            await asyncio.wait({previous}, timeout=deadline - loop.time())
+            await asyncio.wait({previous}, timeout=HOLD)
             if not previous.done():
                 metrics.PUBLISH_FAILURES.labels(reason="busy").inc()
                 logger.warning(
@@ -149,22 +164,28 @@ class Hub:
                 )
                 return
         tag, payload = self._sealed(message)
-        with sender.expecting(tag) as own_copy:
-            self._waiting[tag] = sender
-            try:
-                published = loop.time()
-                publish = loop.create_task(self._publish(channel, payload))
-                sender.publishing = publish
-                self._publishing.add(publish)
-                publish.add_done_callback(self._publishing.discard)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(deadline):
-                        if await asyncio.shield(publish) and sender.state is OPEN and self.listening:
-                            await own_copy
-                            if sender.state is OPEN:  # a connection that is gone also ends the wait
-                                metrics.BROADCAST_DELIVERY.observe(loop.time() - published)
-            finally:
-                self._waiting.pop(tag, None)
+        if sender.state is OPEN and self.listening:
+            sender.expect(tag)
+            self._waiting[tag] = (sender, loop.time(), loop.call_later(HOLD, self._given_up, tag))
+        published = False
+        try:
+            if self.backend.in_process:  # memory://: it never suspends, so no task to run it
+                publish = self._publish(channel, payload).__await__()
+                try:
+                    publish.send(None)
+                except StopIteration as done:
+                    published = done.value
+                    return
+                raise RuntimeError(f"{type(self.backend).__name__}.publish waited, in process")
+            task = loop.create_task(self._publish(channel, payload))
+            sender.publishing = task
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+            await asyncio.wait({task}, timeout=HOLD)
+            published = task.done() and task.result()
+        finally:
+            if not published:  # no copy is coming (or not in time): nothing waits for it
+                self._given_up(tag)
 
     async def publish(self, channel: str, message: str) -> bool:
         """Hand a message to the backend; an outage is logged, never raised to the endpoint.
@@ -200,6 +221,13 @@ class Hub:
             return False
         return True
 
+    def _given_up(self, tag: str) -> None:
+        waiting = self._waiting.pop(tag, None)
+        if waiting is not None:
+            sender, _, timer = waiting
+            timer.cancel()
+            sender.arrived(tag, None)
+
     def _drop(self, connection: Connection) -> None:
         members = self._channels.get(connection.channel)
         if members is not None:
@@ -211,17 +239,19 @@ class Hub:
         if route is not None:
             route(event.message)
             return
-        tag, text = opened(event.message)
+        tag, plain = opened(event.message)
+        text = Text(plain)
         members = self._channels.get(event.channel)
         if members:
-            message: Message = {"type": "websocket.send", "text": text}  # one for all: nobody changes it
-            size = len(text.encode())
-            for connection in list(members):
-                connection.send_nowait(message, size)
+            send_all(members, text)
         if tag:
-            sender = self._waiting.pop(tag, None)
-            if sender is not None:
-                sender.arrived(tag)
+            waiting = self._waiting.pop(tag, None)
+            if waiting is not None:
+                sender, published, timer = waiting
+                timer.cancel()
+                if sender.state is OPEN:  # a connection that is gone has no copy to count
+                    metrics.BROADCAST_DELIVERY.observe(asyncio.get_running_loop().time() - published)
+                sender.arrived(tag, text)
 
     async def _sample(self) -> None:
         """Report the bytes waiting in outboxes now and then; counting every message would cost more."""

@@ -29,6 +29,8 @@ starlette_ws.protocol:HttpProtocol --ws starlette_ws.protocol:WebSocketProtocol 
 """
 
 from starlette_ws.protocol_http import HttpProtocol
-from starlette_ws.protocol_ws import FrameCache, Inbox, LingeringTransport, WebSocketProtocol, text_frame
+from starlette_ws.protocol_ws import FrameCache, Inbox, WebSocketProtocol
+from starlette_ws.sockets import text_frame
+from starlette_ws.transport import LingeringTransport
 
 __all__ = ["FrameCache", "HttpProtocol", "Inbox", "LingeringTransport", "WebSocketProtocol", "text_frame"]

@@ -1,78 +1,27 @@
 """The WebSocket protocol (websockets' sans-I/O implementation, uvicorn's default) and what it
-needs: a transport whose close gives up, a frame cache, a lighter inbox; see `starlette_ws.protocol`."""
+needs: a frame cache and a lighter inbox, over a transport whose close gives up and that joins
+writes (`transport.LingeringTransport`); see `starlette_ws.protocol`.
+
+Beside the ASGI `send`, it takes the app's text frames as they are (`send_frame`, offered to the
+app in the scope's extensions under `sockets.SEND_FRAME`): the hub builds a broadcast's frame once,
+and each member's frames of one loop iteration go out in one write at its end."""
 
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections import deque
-from typing import Any, cast
+from typing import cast
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent, WebSocketScope
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import CloseCode, Frame
+from websockets.http11 import Request
 from websockets.protocol import State
 
 from starlette_ws.served import DEFAULTS, address, logger, settings_for
-
-
-class LingeringTransport(asyncio.Transport):
-    """A connection's transport, except that `close()` gives up on unsent data after `linger`
-    seconds: asyncio's own close waits for the buffer to drain, which a client that never reads
-    never lets happen."""
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, linger: float) -> None:
-        super().__init__()
-        self.transport = transport
-        self.loop = loop
-        self.linger = linger
-        self.abort_timer: asyncio.TimerHandle | None = None
-
-    def close(self) -> None:
-        self.transport.close()
-        if self.abort_timer is None and self.transport.get_write_buffer_size():
-            self.abort_timer = self.loop.call_later(self.linger, self.transport.abort)
-
-    def forget(self) -> None:
-        if self.abort_timer is not None:
-            self.abort_timer.cancel()
-            self.abort_timer = None
-
-    def abort(self) -> None:
-        self.transport.abort()
-
-    def write(self, data: bytes | bytearray | memoryview[Any]) -> None:
-        self.transport.write(data)
-
-    def is_closing(self) -> bool:
-        return self.transport.is_closing()
-
-    def pause_reading(self) -> None:
-        self.transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        self.transport.resume_reading()
-
-    def is_reading(self) -> bool:
-        return self.transport.is_reading()
-
-    def get_write_buffer_size(self) -> int:
-        return self.transport.get_write_buffer_size()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.transport.get_extra_info(name, default)
-
-
-def text_frame(text: str) -> bytes:
-    """An unfragmented, unmasked text frame (a server's), as RFC 6455 section 5.2 lays it out."""
-    data = text.encode()
-    length = len(data)
-    if length < 126:
-        return bytes((0x81, length)) + data
-    if length < 65536:
-        return struct.pack("!BBH", 0x81, 126, length) + data
-    return struct.pack("!BBQ", 0x81, 127, length) + data
+from starlette_ws.sockets import SEND_FRAME, text_frame
+from starlette_ws.transport import LingeringTransport
 
 
 class FrameCache:
@@ -144,6 +93,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     drain_timeout = DEFAULTS.ws_drain_timeout  # the served app's, from `connection_made` on
     max_fragments = DEFAULTS.ws_max_fragments
     write_paused = False
+    plain = False  # accepted with no extension (deflate): a text frame goes out as it is built
     drop_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -155,9 +105,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stop_drop_timer()
+        self.transport.forget()  # the frames not yet written: nobody to write them to
         queued = len(self.queue)
         super().connection_lost(exc)
-        self.transport.forget()
+        self.transport.forget()  # the abort timer its close may have started
         if len(self.queue) > queued:  # uvicorn queued a disconnect: with the code RFC 6455 gives it
             self.queue.replace_last(self.lost())
 
@@ -168,6 +119,46 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if received is None:
             return {"type": "websocket.disconnect", "code": int(CloseCode.ABNORMAL_CLOSURE), "reason": ""}
         return {"type": "websocket.disconnect", "code": int(received.code), "reason": received.reason}
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # none when websockets refused the handshake
+        if scope is not None:
+            scope["extensions"][SEND_FRAME] = self.transport.write_frame
+
+    # Whether the app's frames may go to the transport as they are (`LingeringTransport.direct`),
+    # kept up to date where it changes rather than worked out for every frame: accepted without
+    # an extension, not paused by flow control, no close frame sent (uvicorn sets `close_sent`
+    # wherever it sends one), not disconnected. A close frame received is answered at once, and
+    # then the transport is closing: it writes nothing more.
+
+    _close_sent = False
+    _disconnected = False
+
+    @property
+    def close_sent(self) -> bool:
+        return self._close_sent
+
+    @close_sent.setter
+    def close_sent(self, value: bool) -> None:
+        self._close_sent = value
+        self.frames_direct()
+
+    @property
+    def disconnected(self) -> bool:
+        return self._disconnected
+
+    @disconnected.setter
+    def disconnected(self, value: bool) -> None:
+        self._disconnected = value
+        self.frames_direct()
+
+    def frames_direct(self) -> None:
+        transport: LingeringTransport | None = getattr(self, "transport", None)
+        if transport is None:  # uvicorn's __init__: no connection yet
+            return
+        direct = self.plain and not self.write_paused and not self._close_sent and not self._disconnected
+        transport.direct = direct
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -182,6 +173,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def pause_writing(self) -> None:
         super().pause_writing()
         self.write_paused = True
+        self.frames_direct()
         self.transport.pause_reading()
         if self.drop_timer is None:
             self.drop_timer = self.loop.call_later(self.drain_timeout, self.drop)
@@ -189,6 +181,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def resume_writing(self) -> None:
         super().resume_writing()
         self.write_paused = False
+        self.frames_direct()
         self.stop_drop_timer()
         if not self.read_paused:
             self.transport.resume_reading()
@@ -225,21 +218,13 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             # uvicorn keeps the handshake's request and response (headers and all) for the whole
             # connection, and needs neither again: about 2 KB of every idle connection.
             self.request = self.response = None  # type: ignore[assignment]
+            self.plain = self.initial_response is None and not self.conn.extensions
+            self.frames_direct()
 
     def writes_plain_text(self) -> bool:
         """Whether a text frame can go straight to the transport, as websockets would write it:
         open, writable, no fragmented message under way and no extension (deflate) to apply."""
-        conn = self.conn
-        return (
-            self.handshake_complete
-            and not self.close_sent
-            and not self.disconnected
-            and self.initial_response is None
-            and self.writable.is_set()
-            and conn.state is State.OPEN
-            and not conn.expect_continuation_frame
-            and not conn.extensions
-        )
+        return self.transport.direct and self.conn.state is State.OPEN and not self.conn.expect_continuation_frame
 
     # Messages
 

@@ -29,11 +29,10 @@ from collections.abc import Coroutine
 from typing import Any
 
 from starlette import status
-from starlette.types import Message
 
 from starlette_ws import metrics
 from starlette_ws.backends import BackendError
-from starlette_ws.connection import TOO_SLOW, Connection
+from starlette_ws.connection import TOO_SLOW, Connection, Text
 from starlette_ws.history import HistoryError, Position, Replay, RoomStore, unpack
 from starlette_ws.hub import opened
 
@@ -51,7 +50,7 @@ def removal(client_id: int) -> str:
 CHECK = f"{CONTROL}check"  # the control message that has every member's position checked now
 
 
-Item = tuple[Position | None, Message, int]  # what a held member keeps: position (None: presence), message, size
+Item = tuple[Position | None, Text]  # what a held member keeps: position (None: presence), message
 
 
 def compact(value: dict[str, Any]) -> str:
@@ -142,8 +141,7 @@ class RoomStream:
             if payload.startswith(CONTROL):
                 self._control(payload)
                 return
-        message: Message = {"type": "websocket.send", "text": payload}
-        size = len(payload.encode())
+        entry = Text(payload)
         last, follows = self._last, False
         if position is not None:
             # The fan-out's own path: a member that holds nothing and was sent the very entry this
@@ -153,12 +151,16 @@ class RoomStream:
                 self._given_again(last)  # members drop it as one they have: they are told with a gap
             else:
                 self._last = position
+        sent, counter = 0, None
         for member in list(self.members.values()):
             if follows and member.position is last and member.held is None:
                 member.position = position
-                member.connection.send_nowait(message, size)
+                if member.connection.send_nowait(entry):
+                    sent, counter = sent + 1, member.connection
             else:
-                self._offer(member, (position, message, size))
+                self._offer(member, (position, entry))
+        if counter is not None:
+            counter.count_sent(sent)
 
     def _control(self, text: str) -> None:
         """An order for this room's members in every process, never sent to a client."""
@@ -240,7 +242,7 @@ class RoomStream:
 
     def _hold(self, member: Member, item: Item) -> None:
         assert member.held is not None
-        size = item[2]
+        size = item[1].size
         if member.held_bytes + size > member.connection.max_bytes:
             metrics.CHAT_SLOW_CLIENTS.inc()
             member.connection.close(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW, flush=False)
@@ -303,7 +305,7 @@ class RoomStream:
         if member.held is not None:
             self._hold(member, item)
             return
-        position, message, size = item
+        position, text = item
         current = member.position
         assert current is not None
         if position is not None and (position.epoch != current.epoch or position.offset > current.offset + 1):
@@ -313,4 +315,5 @@ class RoomStream:
         elif position is None or position.offset == current.offset + 1:
             if position is not None:
                 member.position = position
-            member.connection.send_nowait(message, size)
+            if member.connection.send_nowait(text):
+                member.connection.count_sent(1)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Callable
+from typing import cast
+
 from starlette import status
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -12,6 +16,27 @@ from starlette_ws import metrics
 # and uvicorn's RuntimeError for a send after it closed the socket itself (keepalive timeout).
 GONE = (WebSocketDisconnect, RuntimeError, OSError)
 
+# The scope extension through which our protocol (`protocol_ws.WebSocketProtocol`) takes a text
+# frame as it is, to write with the connection's other frames of the loop iteration: a callable,
+# `False` when the frame must take the ordinary `send` (deflate, a paused or closing socket).
+SEND_FRAME = "starlette_ws.send_frame"
+SendFrame = Callable[[bytes], bool]
+
+
+def text_frame(text: str) -> bytes:
+    """The unfragmented, unmasked (server's) text frame of `text`, as RFC 6455 section 5.2 lays it out."""
+    return framed(text.encode())
+
+
+def framed(data: bytes) -> bytes:
+    """The text frame of `data`, UTF-8 already."""
+    length = len(data)
+    if length < 126:
+        return bytes((0x81, length)) + data
+    if length < 65536:
+        return struct.pack("!BBH", 0x81, 126, length) + data
+    return struct.pack("!BBQ", 0x81, 127, length) + data
+
 
 class CountedWebSocket(WebSocket):
     """Starlette's `WebSocket`, counting the messages it sends, with a short way for text.
@@ -19,12 +44,14 @@ class CountedWebSocket(WebSocket):
     While connected, `send_text` gives the server its message directly: Starlette's `send` would
     only check the state again and pick the branch. A send that fails the way Starlette reports
     (a dropped transport: 1006) fails the same; any other state takes Starlette's own path.
+    `send_frame` is our protocol's direct way in (`SEND_FRAME`), None under any other server.
     """
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, sent: metrics.Inc) -> None:
         super().__init__(scope, receive, send)
         self.send_to_server = send
         self.count_sent = sent.inc
+        self.send_frame = cast(SendFrame | None, (scope.get("extensions") or {}).get(SEND_FRAME))
 
     async def send(self, message: Message) -> None:
         await super().send(message)

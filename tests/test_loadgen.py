@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from comparison.loadgen import SENDER_ID, chat_path, sender_line
+from comparison.loadgen import MORE_SENDERS, SENDER_ID, chat_path, sender_ids, sender_line
 from starlette_ws.app import create_app
 
 
@@ -37,3 +37,18 @@ def test_a_room_newcomer_is_sent_the_recent_lines_first_which_the_load_generator
         with client.websocket_connect(chat_path(7, "again")) as late:
             frames = [late.receive_text() for _ in range(2)]  # presence, then the recent line
             assert [sender_line(frame.encode(), "again") for frame in frames] == [None, b"5 1700000000000000000"]
+
+
+def test_with_three_senders_each_ones_line_is_found_and_nobody_elses() -> None:
+    assert sender_ids(3) == [SENDER_ID, MORE_SENDERS, MORE_SENDERS + 1]
+    with TestClient(create_app()) as client:
+        for room in (None, "three"):
+            with (
+                client.websocket_connect(chat_path(7, room)) as receiver,
+                client.websocket_connect(chat_path(MORE_SENDERS + 1, room)) as sender,
+            ):
+                sender.send_text("3 1700000000000000000")
+                frames = [receiver.receive_text().encode() for _ in range(4 if room else 1)]
+                assert sender_line(frames[-1], room, 3) == b"3 1700000000000000000"
+                assert sender_line(frames[-1], room, 2) is None  # not one of the first two
+                assert [sender_line(frame, room, 3) for frame in frames[:-1]] == [None] * (len(frames) - 1)

@@ -46,7 +46,11 @@ class Backend(Protocol):
     makes one round trip to the engine, raising `BackendError` when no answer comes (a stalled
     engine keeps its sockets open, so `listening` stays true). `resubscribed` counts the times the
     subscription was made again after it was lost: what was published meanwhile never arrived.
+    `in_process` is true for an engine in this process, whose `publish` never suspends: the hub
+    runs it inline rather than in a task of its own.
     """
+
+    in_process: bool
 
     @property
     def listening(self) -> bool: ...

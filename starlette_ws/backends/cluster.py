@@ -68,6 +68,8 @@ class ClusterBackend:
     so that what was published meanwhile can be looked for (rooms' position check).
     """
 
+    in_process = False
+
     def __init__(
         self, url: str, *, timeout: float = 2.0, retry_min: float = 0.1, retry_max: float = 1.0, probe: float = 1.0
     ) -> None:

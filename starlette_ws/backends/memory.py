@@ -33,6 +33,7 @@ class MemoryBackend:
     """One process only: a publish is delivered straight back to the subscriptions on its bus."""
 
     resubscribed = 0  # never: nothing between it and the bus can fail
+    in_process = True
 
     def __init__(self, url: str = "memory://", bus: MemoryBus | None = None) -> None:
         self._bus = bus or MemoryBus()

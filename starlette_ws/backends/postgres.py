@@ -48,6 +48,8 @@ class PostgresBackend:
     waiting in `next_published` at a time (the hub's listener).
     """
 
+    in_process = False
+
     def __init__(
         self,
         url: str,

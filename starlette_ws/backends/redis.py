@@ -30,6 +30,8 @@ class RedisBackend:
     replaced like a lost one, so silence is noticed within `probe + timeout` (3 s) and a second.
     """
 
+    in_process = False
+
     def __init__(
         self, url: str, *, timeout: float = 2.0, retry_min: float = 0.1, retry_max: float = 1.0, probe: float = 1.0
     ) -> None:

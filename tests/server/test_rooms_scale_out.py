@@ -29,11 +29,13 @@ def two_processes(broadcast_url: str) -> Iterator[tuple[UvicornServer, UvicornSe
 
 @pytest.fixture(scope="module")
 def redis_rooms(redis_server: RedisServer) -> Iterator[tuple[UvicornServer, UvicornServer]]:
+    redis_server.start()  # running again if an earlier outage test in this worker left it stopped
     yield from two_processes(redis_server.url)
 
 
 @pytest.fixture(scope="module")
 def postgres_rooms(postgres_server: PostgresServer) -> Iterator[tuple[UvicornServer, UvicornServer]]:
+    postgres_server.start()  # module-scoped: made before the autouse `shared_engines_running` runs
     yield from two_processes(postgres_server.url)
 
 

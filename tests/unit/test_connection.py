@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from starlette.types import Message
 from starlette.websockets import WebSocketState
 
-from starlette_ws.connection import CLOSED, CLOSING, TOO_SLOW, Connection
-from tests.unit.fakes import FakeSend, others, settle, socket
+from starlette_ws.connection import CLOSED, CLOSING, TOO_SLOW, Connection, Text
+from starlette_ws.hub import send_all
+from starlette_ws.sockets import SEND_FRAME, CountedWebSocket, text_frame
+from tests.unit.fakes import FakeSend, never, others, settle, socket
 
 
 def connection(send: FakeSend, max_bytes: int = 1000) -> tuple[Connection, list[Connection]]:
@@ -16,16 +17,12 @@ def connection(send: FakeSend, max_bytes: int = 1000) -> tuple[Connection, list[
     return Connection(socket(send), max_bytes, gone.append), gone
 
 
-def message(text: str) -> Message:
-    return {"type": "websocket.send", "text": text}
-
-
 @pytest.mark.anyio
 async def test_an_idle_connection_sends_inline_without_a_task() -> None:
     """Nothing here awaits, so nothing can hang: no time bound needed."""
     send = FakeSend()
     conn, _ = connection(send)
-    conn.send_nowait(message("a"), 1)
+    assert conn.send_nowait(Text("a")) is False  # sent and counted by the ordinary send
     conn.send_text_nowait("b")
     assert send.texts == ["a", "b"]  # written before `deliver` returned
     assert not others()
@@ -165,3 +162,91 @@ async def test_a_failed_send_drops_the_connection_inline_or_queued() -> None:
         await settle()
         assert gone == [conn] and send.texts == ["a"]
         assert not others()
+
+
+class Frames:
+    """What our protocol offers through `SEND_FRAME`: takes frames while `taking`."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+        self.taking = True
+
+    def __call__(self, frame: bytes) -> bool:
+        if self.taking:
+            self.frames.append(frame)
+        return self.taking
+
+
+class Count:
+    def __init__(self) -> None:
+        self.amounts: list[float] = []
+
+    def inc(self, amount: float = 1) -> None:
+        self.amounts.append(amount)
+
+
+def direct(send: FakeSend, frames: Frames, count: Count, max_bytes: int = 1000) -> Connection:
+    scope = {"type": "websocket", "path": "/", "headers": [], "extensions": {SEND_FRAME: frames}}
+    websocket = CountedWebSocket(scope, never, send, count)
+    websocket.client_state = websocket.application_state = WebSocketState.CONNECTED
+    return Connection(websocket, max_bytes, lambda connection: None)
+
+
+@pytest.mark.anyio
+async def test_under_our_protocol_the_frame_built_once_goes_in_as_it_is_and_the_caller_counts_it() -> None:
+    send, frames, count = FakeSend(), Frames(), Count()
+    conn = direct(send, frames, count)
+    text = Text("héllo")
+    assert text.frame == text_frame("héllo") and text.size == 6
+    assert conn.send_nowait(text) is True
+    assert frames.frames == [text.frame] and frames.frames[0] is text.frame  # the very bytes, no copy
+    assert send.sent == [] and count.amounts == []  # not counted: the caller counts a broadcast at once
+    conn.send_text_nowait("own")  # a message of its own counts itself
+    assert frames.frames[1] == text_frame("own") and count.amounts == [1]
+    frames.taking = False  # paused, closing, or deflate: the ordinary send, counted when it is done
+    assert conn.send_nowait(Text("plain")) is False
+    assert send.texts == ["plain"] and count.amounts == [1, 1]
+    assert not others()
+
+
+@pytest.mark.anyio
+async def test_behind_a_queued_send_frames_wait_their_turn_in_the_outbox() -> None:
+    with anyio.fail_after(5):
+        send, frames, count = FakeSend(), Frames(), Count()
+        conn = direct(send, frames, count)
+        frames.taking = False
+        send.pause()
+        conn.send_text_nowait("a")  # suspends: a sender task finishes it
+        frames.taking = True
+        assert conn.send_nowait(Text("b")) is False  # queued behind "a", not written past it
+        assert frames.frames == [] and conn.queued_bytes == 1
+        send.resume()
+        await settle()
+        assert send.texts == ["a", "b"] and frames.frames == []
+        assert conn.send_nowait(Text("c")) is True  # idle again: straight in
+        await conn.stop()
+
+
+@pytest.mark.anyio
+async def test_a_frame_over_the_bound_is_never_taken_and_closes_with_1013() -> None:
+    with anyio.fail_after(5):
+        send, frames, count = FakeSend(), Frames(), Count()
+        conn = direct(send, frames, count, max_bytes=4)
+        assert conn.send_nowait(Text("12345")) is False
+        assert frames.frames == [] and conn.state is CLOSED
+        await settle()
+        assert send.closes == [(1013, TOO_SLOW)]
+
+
+@pytest.mark.anyio
+async def test_a_broadcast_is_counted_once_for_the_members_that_took_it_directly() -> None:
+    with anyio.fail_after(5):
+        count = Count()
+        taking, refusing = Frames(), Frames()
+        refusing.taking = False
+        members = [direct(FakeSend(), taking, count), direct(FakeSend(), taking, count)]
+        members.append(direct(FakeSend(), refusing, count))
+        send_all(members, Text("hi"))
+        assert len(taking.frames) == 2 and count.amounts == [1, 2]  # the ordinary send counts its own
+        for member in members:
+            await member.stop()

@@ -10,12 +10,14 @@ import pytest
 
 from starlette_ws.backends import Event
 from starlette_ws.connection import CLOSED, OPEN, Connection
-from starlette_ws.hub import Hub, opened, seal
+from starlette_ws.hub import HOLD, Hub, opened, seal
 from tests.unit.fakes import FakeSend, others, settle, socket
 
 
 class FakeBackend:
     """What was published, delivered only when the test says so."""
+
+    in_process = True  # its publish never waits
 
     def __init__(self) -> None:
         self.published: list[tuple[str, str]] = []
@@ -76,7 +78,8 @@ async def test_a_join_cancelled_while_subscribing_leaves_nothing() -> None:
 
 @pytest.mark.anyio
 async def test_own_copy_is_matched_by_identity_not_text() -> None:
-    """Two connections with the same client id send the same text: neither copy frees the other."""
+    """Two connections with the same client id send the same text: neither copy frees what the
+    other holds behind its own."""
 
     with anyio.fail_after(5):
         backend = FakeBackend()
@@ -85,20 +88,58 @@ async def test_own_copy_is_matched_by_identity_not_text() -> None:
         sends = FakeSend(), FakeSend()
         one = await hub.join("chat", socket(sends[0]))
         two = await hub.join("chat", socket(sends[1]))
-        first = asyncio.create_task(hub.broadcast(one, "chat", "Client #1 says: hi"))
-        await settle()
-        second = asyncio.create_task(hub.broadcast(two, "chat", "Client #1 says: hi"))
-        await settle()
+        await hub.broadcast(one, "chat", "Client #1 says: hi")  # published, not waited for
+        one.send_text_nowait("You wrote: more")  # waits behind its copy
+        await hub.broadcast(two, "chat", "Client #1 says: hi")
+        two.send_text_nowait("You wrote: more")
+        assert sends[0].texts == sends[1].texts == []
         backend.deliver(1)  # the second connection's copy comes back first
         await settle()
-        assert second.done() and not first.done()
+        assert sends[0].texts == ["Client #1 says: hi"]
+        assert sends[1].texts == ["Client #1 says: hi", "You wrote: more"]
         backend.deliver(0)
         await settle()
-        assert first.done()
-        for send in sends:  # clients get the plain text, once per publish
-            assert send.texts == ["Client #1 says: hi", "Client #1 says: hi"]
+        hi, more = "Client #1 says: hi", "You wrote: more"  # the plain text, once per publish
+        assert sends[0].texts == [hi, hi, more]  # its own copy came second: its own line after it
+        assert sends[1].texts == [hi, more, hi]
         await hub.stop()
         assert not others()
+
+
+@pytest.mark.anyio
+async def test_a_burst_is_published_without_waiting_for_copies_and_each_own_message_follows_its_copy() -> None:
+    """The reference order for a sender of a, b, c: `You wrote: a`, `says: a`, `You wrote: b`, ...;
+    all three are published before the first copy is back."""
+    with anyio.fail_after(5):
+        backend = FakeBackend()
+        hub, (sender, _), (send, other) = await started_hub(backend, 2)
+        for text in "abc":
+            sender.send_text_nowait(f"You wrote: {text}")
+            await hub.broadcast(sender, "chat", f"says: {text}")
+        assert len(backend.published) == 3 and send.texts == ["You wrote: a"]
+        for index in range(3):
+            backend.deliver(index)
+        await settle()
+        assert send.texts == ["You wrote: a", "says: a", "You wrote: b", "says: b", "You wrote: c", "says: c"]
+        assert other.texts == ["says: a", "says: b", "says: c"]
+        await hub.stop()
+
+
+@pytest.mark.anyio
+async def test_own_messages_go_after_hold_when_the_copy_never_comes() -> None:
+    with anyio.fail_after(5):
+        backend = FakeBackend()
+        hub, (sender,), (send,) = await started_hub(backend, 1)
+        await hub.broadcast(sender, "chat", "lost by the engine")
+        sender.send_text_nowait("You wrote: next")
+        await asyncio.sleep(HOLD / 2)
+        assert send.texts == []
+        await asyncio.sleep(HOLD)
+        assert send.texts == ["You wrote: next"]  # not held for ever
+        backend.deliver(0)  # late: delivered like anyone's
+        await settle()
+        assert send.texts == ["You wrote: next", "lost by the engine"]
+        await hub.stop()
 
 
 @pytest.mark.anyio
@@ -213,6 +254,7 @@ async def test_a_stop_cancelled_while_a_publish_hangs_still_disconnects_the_back
             await hanging
 
         backend.publish = publish  # type: ignore[method-assign]
+        backend.in_process = False  # an engine over the network: its publish runs in a task
         hub, (member,), _ = await started_hub(backend, 1)
         broadcast = asyncio.create_task(hub.broadcast(member, "chat", "hello"))
         await settle()
@@ -226,3 +268,43 @@ async def test_a_stop_cancelled_while_a_publish_hangs_still_disconnects_the_back
         broadcast.cancel()
         hanging.cancel()
         await asyncio.gather(broadcast, return_exceptions=True)
+
+
+@pytest.mark.anyio
+async def test_over_the_network_the_next_publish_waits_for_the_engine_not_for_the_copy() -> None:
+    with anyio.fail_after(5):
+        backend = FakeBackend()
+        backend.in_process = False  # its publish runs in a task: the broadcast waits for it, HOLD s at most
+        hub, (sender,), (send,) = await started_hub(backend, 1)
+        sender.send_text_nowait("You wrote: a")
+        await hub.broadcast(sender, "chat", "says: a")  # returns once the engine took it
+        assert backend.published and sender.publishing is not None and sender.publishing.done()
+        sender.send_text_nowait("You wrote: b")
+        await hub.broadcast(sender, "chat", "says: b")
+        assert send.texts == ["You wrote: a"]  # "You wrote: b" waits behind the copy of a
+        backend.deliver(0)
+        await settle()
+        assert send.texts == ["You wrote: a", "says: a", "You wrote: b"]
+        backend.deliver(1)
+        await settle()
+        assert send.texts[-1] == "says: b"
+        await hub.stop()
+
+
+@pytest.mark.anyio
+async def test_a_close_after_the_queue_waits_for_the_copies_on_their_way() -> None:
+    with anyio.fail_after(5):
+        backend = FakeBackend()
+        hub, (sender,), (send,) = await started_hub(backend, 1)
+        for text in "ab":
+            sender.send_text_nowait(f"You wrote: {text}")
+            await hub.broadcast(sender, "chat", f"says: {text}")
+        sender.close(1008, "Rate limit")
+        await settle()
+        assert send.closes == []  # its copies are still on their way
+        backend.deliver(0)
+        backend.deliver(1)
+        await settle()
+        assert send.texts == ["You wrote: a", "says: a", "You wrote: b", "says: b"]
+        assert send.closes == [(1008, "Rate limit")]
+        await hub.stop()

@@ -14,12 +14,14 @@ from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
 from starlette_ws.protocol import FrameCache, Inbox, WebSocketProtocol, text_frame
+from starlette_ws.sockets import SEND_FRAME
 
 HANDSHAKE = (
     b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
 HELLO = bytes([0x81, 0x85, 0, 0, 0, 0]) + b"hello"  # a masked text frame (zero key)
+HIGH_WATER = 65536
 
 
 @pytest.mark.anyio
@@ -67,17 +69,25 @@ class Transport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.written = bytearray()
+        self.writes = 0  # write calls: system calls, on a real socket
         self.closing = False
         self.wrote = asyncio.Event()
 
     def write(self, data: Any) -> None:
         self.written += data
+        self.writes += 1
         self.wrote.set()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return HIGH_WATER // 4, HIGH_WATER
 
     def is_closing(self) -> bool:
         return self.closing
 
     def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
         self.closing = True
 
     def get_write_buffer_size(self) -> int:
@@ -148,6 +158,7 @@ class Accepted:
         self.protocol.connection_made(self.transport)
 
     async def app(self, scope: Any, receive: Any, send: Any) -> None:
+        self.send_frame = scope["extensions"].get(SEND_FRAME)
         await receive()
         await send({"type": "websocket.accept"})
         while True:
@@ -159,6 +170,7 @@ class Accepted:
         await self.transport.wrote.wait()
         assert self.transport.written.startswith(b"HTTP/1.1 101")
         self.transport.written.clear()
+        self.transport.writes = 0
         self.transport.wrote.clear()
 
     async def send(self, message: Any) -> bytes:
@@ -205,6 +217,99 @@ async def test_while_the_transport_is_paused_a_send_waits_and_writes_nothing() -
         await accepted.done.get()
         assert bytes(accepted.transport.written) == text_frame("later")
         accepted.protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_frames_of_one_loop_iteration_go_out_in_one_write_at_its_end_in_order() -> None:
+    with anyio.fail_after(5):
+        accepted = Accepted(deflate=False)
+        await accepted.open()
+        transport, send_frame = accepted.transport, accepted.send_frame
+        assert all(send_frame(text_frame(text)) for text in ("a", "b", "c"))
+        assert transport.writes == 0 and accepted.protocol.transport.get_write_buffer_size() == 9
+        await asyncio.sleep(0)  # the end of this iteration
+        assert bytes(transport.written) == text_frame("a") + text_frame("b") + text_frame("c")
+        assert transport.writes == 1
+        accepted.protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_an_ordinary_send_or_a_close_goes_after_the_frames_already_taken() -> None:
+    with anyio.fail_after(5):
+        accepted = Accepted(deflate=False)
+        await accepted.open()
+        transport, send_frame = accepted.transport, accepted.send_frame
+        assert send_frame(text_frame("first"))
+        accepted.protocol.data_received(bytes([0x89, 0x80, 0, 0, 0, 0]))  # a ping: the pong is written at once
+        assert bytes(transport.written) == text_frame("first") + b"\x8a\x00"
+        assert transport.writes == 1  # joined
+        transport.written.clear()
+        assert send_frame(text_frame("second"))
+        accepted.sends.put_nowait({"type": "websocket.send", "bytes": b"\x01"})  # the app's own send
+        await accepted.done.get()
+        assert bytes(transport.written) == text_frame("second") + b"\x82\x01\x01"
+        transport.written.clear()
+        assert send_frame(text_frame("last"))
+        accepted.sends.put_nowait({"type": "websocket.close", "code": 1000})
+        await accepted.done.get()
+        assert bytes(transport.written) == text_frame("last") + b"\x88\x02\x03\xe8"
+        assert not send_frame(text_frame("after the close"))
+        await asyncio.sleep(0)
+        assert bytes(transport.written).endswith(b"\x88\x02\x03\xe8")
+        accepted.protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_past_the_high_water_mark_the_frames_are_written_at_once_and_flow_control_follows() -> None:
+    with anyio.fail_after(5):
+        accepted = Accepted(deflate=False)
+        await accepted.open()
+        transport, send_frame, protocol = accepted.transport, accepted.send_frame, accepted.protocol
+        frame = text_frame("x" * 1000)
+        taken = 0
+        while transport.writes == 0:
+            assert send_frame(frame)
+            taken += 1
+        assert taken == -(-HIGH_WATER // len(frame))  # written the moment it reached the mark
+        assert len(transport.written) == taken * len(frame)
+        protocol.pause_writing()  # what the transport says when the client does not keep up
+        assert not send_frame(frame)  # the caller sends the ordinary way, which waits
+        protocol.resume_writing()
+        assert send_frame(frame)
+        protocol.connection_lost(None)
+        assert not send_frame(frame)
+        await asyncio.sleep(0)
+        assert len(transport.written) == taken * len(frame)  # a lost connection is written nothing more
+
+
+@pytest.mark.anyio
+async def test_with_deflate_negotiated_frames_are_refused_and_take_the_ordinary_send() -> None:
+    with anyio.fail_after(5):
+        accepted = Accepted(deflate=True)
+        await accepted.open(b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
+        assert not accepted.send_frame(text_frame("hello"))
+        await asyncio.sleep(0)
+        assert accepted.transport.writes == 0
+        accepted.protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_a_closing_transport_writes_what_it_was_given_first_and_an_abort_drops_it() -> None:
+    with anyio.fail_after(5):
+        accepted = Accepted(deflate=False)
+        await accepted.open()
+        lingering = accepted.protocol.transport
+        assert accepted.send_frame(text_frame("bye"))
+        lingering.close()
+        assert bytes(accepted.transport.written) == text_frame("bye") and accepted.transport.closing
+        accepted.protocol.connection_lost(None)
+        other = Accepted(deflate=False)
+        await other.open()
+        assert other.send_frame(text_frame("never"))
+        other.protocol.transport.abort()
+        await asyncio.sleep(0)
+        assert other.transport.written == b"" and other.transport.closing
+        other.protocol.connection_lost(None)
 
 
 EMPTY_CLOSE = bytes([0x88, 0x80, 0, 0, 0, 0])  # a masked close frame without a code
