@@ -50,6 +50,7 @@ from harness.servers import ROOT, UvicornServer
 # differs is the app), and as its tutorial serves it (uvicorn's own protocols). The load clients
 # offer no compression, so deflate is off for every server either way.
 SERVERS = ("floor-a", "floor-b", "starlette-ws", "fastapi-same-stack", "fastapi")
+BASELINE = "baseline"  # --baseline: starlette-ws at another commit, in the same run
 SHAPES = ("paced", "paced-3", "burst", "burst-3")  # "-3": three senders in lockstep
 START_TIMEOUT = 20.0
 
@@ -86,14 +87,19 @@ def floor_server(joined: bool, cpus: set[int] | None) -> Iterator[tuple[str, int
 
 
 @contextlib.contextmanager
-def server(name: str, cpus: set[int] | None, logs: Path) -> Iterator[tuple[str, int]]:
+def server(name: str, cpus: set[int] | None, logs: Path, baseline: Path | None = None) -> Iterator[tuple[str, int]]:
     if name.startswith("floor"):
         with floor_server(name == "floor-b", cpus) as found:
             yield found
         return
-    app = "starlette_ws.app:app" if name == "starlette-ws" else "comparison.fastapi_app:app"
-    ours = name in ("starlette-ws", "fastapi-same-stack")
+    app = "starlette_ws.app:app" if name in ("starlette-ws", BASELINE) else "comparison.fastapi_app:app"
+    ours = name != "fastapi"
     env = {"BROADCAST_URL": "memory://"}
+    cwd = ROOT
+    if name == BASELINE:  # another checkout of starlette-ws, served from there
+        assert baseline is not None
+        env["PYTHONPATH"] = str(baseline)
+        cwd = baseline
     with UvicornServer(
         app,
         env=env,
@@ -101,6 +107,7 @@ def server(name: str, cpus: set[int] | None, logs: Path) -> Iterator[tuple[str, 
         log_level="warning",
         log_path=logs / f"floor-{name}.log",
         protocols=ours,
+        cwd=cwd,
     ) as served:
         yield served.ws_url, served.pid
 
@@ -113,11 +120,11 @@ def writes(pid: int) -> int:
     return int(psutil.Process(pid).io_counters().write_count)
 
 
-def once(name: str, shape: str, workload: Workload, logs: Path) -> dict[str, Any]:
+def once(name: str, shape: str, workload: Workload, logs: Path, baseline: Path | None = None) -> dict[str, Any]:
     server_cpus, loadgen_cpus = common.placement(1)
     everything = os.sched_getaffinity(0)
     started = time.perf_counter()
-    with server(name, server_cpus, logs) as (url, pid):
+    with server(name, server_cpus, logs, baseline) as (url, pid):
         try:
             if loadgen_cpus:
                 os.sched_setaffinity(0, loadgen_cpus)
@@ -135,14 +142,20 @@ def once(name: str, shape: str, workload: Workload, logs: Path) -> dict[str, Any
     return {"figures": figures, "seconds": time.perf_counter() - started, "loadavg_1min": os.getloadavg()[0]}
 
 
-def rounds(workload: Workload, logs: Path, shapes: Sequence[str] = SHAPES) -> list[dict[str, Any]]:
+def rounds(
+    workload: Workload,
+    logs: Path,
+    shapes: Sequence[str] = SHAPES,
+    servers: Sequence[str] = SERVERS,
+    baseline: Path | None = None,
+) -> list[dict[str, Any]]:
     runs = []
     for round_ in range(1, workload.rounds + 1):
-        shift = (round_ - 1) % len(SERVERS)
+        shift = (round_ - 1) % len(servers)
         for shape in shapes:
-            for name in (*SERVERS[shift:], *SERVERS[:shift]):
+            for name in (*servers[shift:], *servers[:shift]):
                 try:
-                    outcome = once(name, shape, workload, logs)
+                    outcome = once(name, shape, workload, logs, baseline)
                 except Exception as error:  # one failed run must not end the study
                     outcome = {"error": f"{type(error).__name__}: {error}"}
                 print(f"[{round_}/{workload.rounds}] {shape:<6} {name:<13} {common.outcome_line(outcome)}", flush=True)
@@ -179,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "floor_bench.json")
     parser.add_argument("--shapes", default=",".join(SHAPES), help=f"some of {','.join(SHAPES)}")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout of starlette-ws (an earlier commit) to serve as one more server"
+    )
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     workload = Workload(**{**asdict(base), "rounds": args.rounds or base.rounds})
@@ -188,18 +204,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     shapes = [shape for shape in args.shapes.split(",") if shape]
     if unknown := set(shapes) - set(SHAPES):
         parser.error(f"unknown shapes: {', '.join(sorted(unknown))}")
-    runs = rounds(workload, common.logs_dir(), shapes)
+    servers = [*SERVERS[:3], *([BASELINE] if args.baseline else []), *SERVERS[3:]]
+    runs = rounds(workload, common.logs_dir(), shapes, servers, args.baseline and args.baseline.resolve())
     summary = medians(runs, "scenario", "config")
     ratios = {
         shape: {
-            name: {floor: paired(runs, shape, name, floor) for floor in ("floor-a", "floor-b")} for name in SERVERS[2:]
+            name: {floor: paired(runs, shape, name, floor) for floor in ("floor-a", "floor-b")} for name in servers[2:]
         }
         for shape in shapes
     }
     header = ["shape", "server", "CPU µs/delivery", "min–max", "writes/delivery", "÷ floor a", "÷ floor b"]
     rows = [[*header, "p50/p99 ms", "to the last"]]
     for shape in shapes:
-        for name in SERVERS:
+        for name in servers:
             figures = summary.get(shape, {}).get(name, {})
             low_high = "–".join(number(v) for v in spread(runs, shape, name))
             vs = ratios[shape].get(name, {})
@@ -219,7 +236,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(common.text_table(rows))
     server_cpus, loadgen_cpus = common.placement(1)
     pinning = {"server": sorted(server_cpus or []), "loadgen": sorted(loadgen_cpus or [])}
-    meta = {"pinning": pinning, "settings": asdict(workload)}
+    meta: dict[str, Any] = {"pinning": pinning, "settings": asdict(workload)}
+    if args.baseline:
+        meta["baseline"] = subprocess.run(
+            ["git", "-C", str(args.baseline), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     packages = ["starlette", "uvicorn", "websockets", "uvloop", "fastapi"]
     common.write_results(args.out, started, packages, meta, summary, ratios, runs)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from comparison.report.markdown import number, pinning, relative, table, times
 
-SERVERS = ("floor-a", "floor-b", "starlette-ws", "fastapi-same-stack", "fastapi")
+SERVERS = ("floor-a", "floor-b", "starlette-ws", "baseline", "fastapi-same-stack", "fastapi")
 SHAPES = ("paced", "paced-3", "burst", "burst-3")
 OURS = "starlette-ws"
 
@@ -39,7 +39,12 @@ def floor_section(data: dict[str, Any] | None, path: Path) -> str:
         "(`fastapi`). The load clients offer no compression, so deflate is off for every server. Writes are the "
         "server's write system calls (`syscw`) per delivery. Latency: from the send to each arrival (p50/p99 "
         "over every delivery), and to the last member of each line (p50/p99 over lines). Medians of "
-        f"{settings['rounds']} round(s), the servers' order rotating; the ratios are medians of each round's.",
+        f"{settings['rounds']} round(s), the servers' order rotating; the ratios are medians of each round's."
+        + (
+            f" `baseline` is starlette-ws at {meta['baseline']}, before this path was built, in the same run."
+            if meta.get("baseline")
+            else ""
+        ),
         "",
     ]
     rows = []
