@@ -73,8 +73,11 @@ class Hub:
         self.origin = os.urandom(ORIGIN_DIGITS // 2).hex()  # this hub's name in what it publishes
         self._sequence = itertools.count(1)
         # by tag: the sender whose own copy is on its way, when it was published, and the timer
+        # that gives up on it after HOLD s (none in process: the copy is already in the listener's
+        # queue, and a timer could fire first when the loop lags: uvloop runs due timers before
+        # the callbacks already queued)
         # that gives up on it after HOLD s
-        self._waiting: dict[str, tuple[Connection, float, asyncio.TimerHandle]] = {}
+        self._waiting: dict[str, tuple[Connection, float, asyncio.TimerHandle | None]] = {}
 
     def __len__(self) -> int:
         return sum(len(members) for members in self._channels.values())
@@ -166,7 +169,8 @@ class Hub:
         tag, payload = self._sealed(message)
         if sender.state is OPEN and self.listening:
             sender.expect(tag)
-            self._waiting[tag] = (sender, loop.time(), loop.call_later(HOLD, self._given_up, tag))
+            timer = None if self.backend.in_process else loop.call_later(HOLD, self._given_up, tag)
+            self._waiting[tag] = (sender, loop.time(), timer)
         published = False
         try:
             if self.backend.in_process:  # memory://: it never suspends, so no task to run it
@@ -225,7 +229,8 @@ class Hub:
         waiting = self._waiting.pop(tag, None)
         if waiting is not None:
             sender, _, timer = waiting
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             sender.arrived(tag, None)
 
     def _drop(self, connection: Connection) -> None:
@@ -248,7 +253,8 @@ class Hub:
             waiting = self._waiting.pop(tag, None)
             if waiting is not None:
                 sender, published, timer = waiting
-                timer.cancel()
+                if timer is not None:
+                    timer.cancel()
                 if sender.state is OPEN:  # a connection that is gone has no copy to count
                     metrics.BROADCAST_DELIVERY.observe(asyncio.get_running_loop().time() - published)
                 sender.arrived(tag, text)

@@ -168,6 +168,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
 
+    def handle_ping(self) -> None:
+        # the pong websockets made, with the other writes of the loop iteration: a client that
+        # sends pings back to back costs no system call per ping
+        self.transport.write_soon(b"".join(self.conn.data_to_send()))
+
     # Flow control: stop reading while the client does not read what we write.
 
     def pause_writing(self) -> None:

@@ -56,12 +56,17 @@ class LingeringTransport(asyncio.Transport):
         self.direct = False  # the protocol says whether a frame may go as it is (`write_frame`)
 
     def write_frame(self, data: bytes) -> bool:
-        """Write a frame at the end of this loop iteration, joined with whatever else comes by
-        then: one system call for all the frames of an iteration; False (nothing done) while the
-        protocol says frames may not go as they are. Past the high-water mark it is all written
-        now, so that flow control (`pause_writing`) sees it."""
+        """`write_soon` an app's frame, or do nothing and say False while the protocol says
+        frames may not go as they are."""
         if not self.direct:
             return False
+        self.write_soon(data)
+        return True
+
+    def write_soon(self, data: bytes) -> None:
+        """Write at the end of this loop iteration, joined with whatever else comes by then: one
+        system call for all the frames of an iteration. Past the high-water mark it is all
+        written now, so that flow control (`pause_writing`) sees it."""
         pending = self.pending
         if not pending:  # the first since the last write: one more transport to flush
             joined = self.joined
@@ -72,7 +77,6 @@ class LingeringTransport(asyncio.Transport):
         self.pending_bytes += len(data)
         if self.pending_bytes >= self.high_water:
             self.flush()
-        return True
 
     def flush(self) -> None:
         pending = self.pending

@@ -129,6 +129,7 @@ async def test_a_burst_is_published_without_waiting_for_copies_and_each_own_mess
 async def test_own_messages_go_after_hold_when_the_copy_never_comes() -> None:
     with anyio.fail_after(5):
         backend = FakeBackend()
+        backend.in_process = False  # over the network a copy can be lost: HOLD s at most
         hub, (sender,), (send,) = await started_hub(backend, 1)
         await hub.broadcast(sender, "chat", "lost by the engine")
         sender.send_text_nowait("You wrote: next")
@@ -307,4 +308,21 @@ async def test_a_close_after_the_queue_waits_for_the_copies_on_their_way() -> No
         await settle()
         assert send.texts == ["You wrote: a", "says: a", "You wrote: b", "says: b"]
         assert send.closes == [(1008, "Rate limit")]
+        await hub.stop()
+
+
+@pytest.mark.anyio
+async def test_in_process_a_loop_that_lags_past_hold_still_sends_the_copy_first() -> None:
+    """memory://: the copy is already queued for the listener, so no timer gives up on it (under
+    uvloop a due timer runs before the callbacks already queued)."""
+    with anyio.fail_after(5):
+        backend = FakeBackend()
+        hub, (sender,), (send,) = await started_hub(backend, 1)
+        await hub.broadcast(sender, "chat", "says: a")
+        sender.send_text_nowait("You wrote: b")
+        await asyncio.sleep(HOLD * 1.5)
+        assert send.texts == []
+        backend.deliver(0)
+        await settle()
+        assert send.texts == ["says: a", "You wrote: b"]
         await hub.stop()
