@@ -43,6 +43,19 @@ class LingeringTransport(asyncio.Transport):
     seconds (asyncio's own close waits for the buffer to drain, which a client that never reads
     never lets happen), and that it can join writes (`write_frame`)."""
 
+    # one per connection, idle ones included: no instance dict
+    __slots__ = (
+        "abort_timer",
+        "direct",
+        "high_water",
+        "joined",
+        "linger",
+        "loop",
+        "pending",
+        "pending_bytes",
+        "transport",
+    )
+
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop, linger: float) -> None:
         super().__init__()
         self.transport = transport
