@@ -40,7 +40,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
 from starlette_ws import metrics
-from starlette_ws.sockets import GONE, CountedWebSocket, SendFrame, framed
+from starlette_ws.sockets import GONE, CountedWebSocket, FrameWriter, framed
 
 logger = logging.getLogger("starlette_ws.hub")
 
@@ -121,11 +121,11 @@ class Connection:
         "_closer",
         "_closing",
         "_count_sent",
+        "_frames",
         "_on_closed",
         "_outbox",
         "_queued_bytes",
         "_send",
-        "_send_frame",
         "_sender",
         "channel",
         "closed_with",
@@ -143,10 +143,10 @@ class Connection:
         # The endpoints' socket hands over the ASGI send itself and its sent count: Starlette's
         # `WebSocket.send` checks its state on every call, and this connection keeps that state
         # itself (nothing is sent unless it is OPEN). Any other socket is sent to as it is.
-        self._send_frame: SendFrame | None = None
+        self._frames: FrameWriter | None = None
         if isinstance(websocket, CountedWebSocket):
             self._send, self._count_sent = websocket.send_to_server, websocket.count_sent
-            self._send_frame = websocket.send_frame
+            self._frames = websocket.frames
         else:
             self._send, self._count_sent = websocket.send, _nothing
         self.max_bytes = max_bytes
@@ -190,8 +190,8 @@ class Connection:
             self.close(status.WS_1013_TRY_AGAIN_LATER, TOO_SLOW, flush=False)
             return False
         if self._sender is None:
-            send_frame = self._send_frame
-            if send_frame is not None and send_frame(text.frame):
+            frames = self._frames
+            if frames is not None and frames.write_frame(text.frame):
                 return True
             sending = self._send(text.message).__await__()  # any awaitable; for a coroutine, itself in effect
             try:

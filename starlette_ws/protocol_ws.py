@@ -2,8 +2,8 @@
 needs: a frame cache and a lighter inbox, over a transport whose close gives up and that joins
 writes (`transport.LingeringTransport`); see `starlette_ws.protocol`.
 
-Beside the ASGI `send`, it takes the app's text frames as they are (`send_frame`, offered to the
-app in the scope's extensions under `sockets.SEND_FRAME`): the hub builds a broadcast's frame once,
+Beside the ASGI `send`, it takes the app's text frames as they are (its transport's `write_frame`,
+offered to the app in the scope's extensions under `sockets.SEND_FRAME`): the hub builds a broadcast's frame once,
 and each member's frames of one loop iteration go out in one write at its end."""
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # none when websockets refused the handshake
         if scope is not None:
-            scope["extensions"][SEND_FRAME] = self.transport.write_frame
+            scope["extensions"][SEND_FRAME] = self.transport
 
     # Whether the app's frames may go to the transport as they are (`LingeringTransport.direct`),
     # kept up to date where it changes rather than worked out for every frame: accepted without

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
 from starlette import status
 from starlette.types import Message, Receive, Scope, Send
@@ -17,10 +16,16 @@ from starlette_ws import metrics
 GONE = (WebSocketDisconnect, RuntimeError, OSError)
 
 # The scope extension through which our protocol (`protocol_ws.WebSocketProtocol`) takes a text
-# frame as it is, to write with the connection's other frames of the loop iteration: a callable,
-# `False` when the frame must take the ordinary `send` (deflate, a paused or closing socket).
+# frame as it is, to write with the connection's other frames of the loop iteration: a
+# `FrameWriter` (the connection's transport).
 SEND_FRAME = "starlette_ws.send_frame"
-SendFrame = Callable[[bytes], bool]
+
+
+class FrameWriter(Protocol):
+    def write_frame(self, frame: bytes) -> bool:
+        """Take `frame` to write as it is; False when it must take the ordinary `send` (deflate,
+        a paused or closing socket)."""
+        ...
 
 
 def text_frame(text: str) -> bytes:
@@ -44,14 +49,14 @@ class CountedWebSocket(WebSocket):
     While connected, `send_text` gives the server its message directly: Starlette's `send` would
     only check the state again and pick the branch. A send that fails the way Starlette reports
     (a dropped transport: 1006) fails the same; any other state takes Starlette's own path.
-    `send_frame` is our protocol's direct way in (`SEND_FRAME`), None under any other server.
+    `frames` is our protocol's direct way in (`SEND_FRAME`), None under any other server.
     """
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, sent: metrics.Inc) -> None:
         super().__init__(scope, receive, send)
         self.send_to_server = send
         self.count_sent = sent.inc
-        self.send_frame = cast(SendFrame | None, (scope.get("extensions") or {}).get(SEND_FRAME))
+        self.frames = cast(FrameWriter | None, (scope.get("extensions") or {}).get(SEND_FRAME))
 
     async def send(self, message: Message) -> None:
         await super().send(message)

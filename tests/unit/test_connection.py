@@ -171,7 +171,7 @@ class Frames:
         self.frames: list[bytes] = []
         self.taking = True
 
-    def __call__(self, frame: bytes) -> bool:
+    def write_frame(self, frame: bytes) -> bool:
         if self.taking:
             self.frames.append(frame)
         return self.taking

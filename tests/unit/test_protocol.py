@@ -158,7 +158,7 @@ class Accepted:
         self.protocol.connection_made(self.transport)
 
     async def app(self, scope: Any, receive: Any, send: Any) -> None:
-        self.send_frame = scope["extensions"].get(SEND_FRAME)
+        self.send_frame = scope["extensions"][SEND_FRAME].write_frame
         await receive()
         await send({"type": "websocket.accept"})
         while True:
