@@ -76,7 +76,6 @@ class Hub:
         # that gives up on it after HOLD s (none in process: the copy is already in the listener's
         # queue, and a timer could fire first when the loop lags: uvloop runs due timers before
         # the callbacks already queued)
-        # that gives up on it after HOLD s
         self._waiting: dict[str, tuple[Connection, float, asyncio.TimerHandle | None]] = {}
 
     def __len__(self) -> int:
@@ -145,7 +144,8 @@ class Hub:
 
     async def broadcast(self, sender: Connection, channel: str, message: str) -> None:
         """Publish a client's message; its own copy is not waited for, but what the client is sent
-        of its own from now on waits behind that copy, HOLD s at most (`Connection.expect`).
+        of its own from now on waits behind that copy (`Connection.expect`): over the network HOLD
+        s at most, in process until the listener has it (it is in its queue already).
 
         That keeps the reference order (`You wrote: a`, `... says: a`, `You wrote: b`) while the
         client's next message is read and published before its copy of this one is back: a burst
@@ -180,6 +180,7 @@ class Hub:
                 except StopIteration as done:
                     published = done.value
                     return
+                publish.close()
                 raise RuntimeError(f"{type(self.backend).__name__}.publish waited, in process")
             task = loop.create_task(self._publish(channel, payload))
             sender.publishing = task
