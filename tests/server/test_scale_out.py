@@ -135,22 +135,33 @@ def test_postgres_refuses_an_oversize_message_clearly(postgres_pair: tuple[Uvico
     assert "8000" in close[1]
 
 
-async def join_and_leave(server: UvicornServer, client_id: int) -> None:
+OWN_COPY = "(its own copy)"
+
+
+async def join_and_leave(server: UvicornServer, client_id: int, heard: list[str]) -> None:
     # max_queue=None: this client leaves with the others' lines unread, and websockets stops
     # reading at 16 unread messages, so it would never read the server's close frame (10 s)
     async with asyncio.timeout(20), connect(f"{server.ws_url}/ws/{client_id}", max_queue=None) as ws:
         await ws.send("hi")
-        while not str(await ws.recv()).startswith(f"Client #{client_id} says"):
-            pass
+        while not (line := str(await ws.recv())).startswith(f"Client #{client_id} says"):
+            heard.append(line)
+        heard.append(OWN_COPY)
 
 
 def test_many_clients_join_and_leave_at_once(pair: tuple[UvicornServer, UvicornServer]) -> None:
     a, b = pair
+    marks = a.log_mark(), b.log_mark()
+    heard: dict[int, list[str]] = {5000 + n: [] for n in range(200)}
 
     async def crowd() -> None:
-        await asyncio.gather(*(join_and_leave(a if n % 2 else b, 5000 + n) for n in range(200)))
+        await asyncio.gather(*(join_and_leave(a if n % 2 else b, 5000 + n, heard[5000 + n]) for n in range(200)))
 
-    asyncio.run(crowd())
+    try:
+        asyncio.run(crowd())
+    except TimeoutError:  # say what the client that waited in vain heard, and what the servers logged
+        waited = [(client, lines) for client, lines in heard.items() if OWN_COPY not in lines]
+        logs = "\n".join(server.log_since(mark)[-3000:] for server, mark in zip((a, b), marks, strict=True))
+        raise AssertionError(f"no own copy within 20 s; heard: {waited[:3]}\nlogs:\n{logs}") from None
     deadline = time.monotonic() + 10
     while (a.health()["chat_connections"], b.health()["chat_connections"]) != (0, 0) and time.monotonic() < deadline:
         time.sleep(0.05)
