@@ -19,6 +19,7 @@ from websockets.frames import CloseCode, Frame
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from starlette_ws.ratelimit import TokenBucket
 from starlette_ws.served import DEFAULTS, address, logger, settings_for
 from starlette_ws.sockets import SEND_FRAME, text_frame
 from starlette_ws.transport import LingeringTransport
@@ -86,6 +87,11 @@ class Inbox:
         self._items[-1] = item
 
 
+PING_RATE = 10.0  # pings a second a client may send, on average (websockets' own client: one in 20 s)
+PING_BURST = 100
+TOO_MANY_PINGS = f"Too many pings: {PING_RATE:g}/s, bursts of {PING_BURST}"
+
+
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     transport: LingeringTransport
     queue: Inbox  # type: ignore[assignment]  # uvicorn's asyncio.Queue, replaced
@@ -93,6 +99,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     drain_timeout = DEFAULTS.ws_drain_timeout  # the served app's, from `connection_made` on
     max_fragments = DEFAULTS.ws_max_fragments
     write_paused = False
+    pings: TokenBucket | None = None  # made at the first ping
     plain = False  # accepted with no extension (deflate): a text frame goes out as it is built
     drop_timer: asyncio.TimerHandle | None = None
 
@@ -169,9 +176,18 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.close()
 
     def handle_ping(self) -> None:
-        # the pong websockets made, with the other writes of the loop iteration: a client that
-        # sends pings back to back costs no system call per ping
-        self.transport.write_soon(b"".join(self.conn.data_to_send()))
+        """Answer with the pong websockets made, joined with the other writes of the loop
+        iteration; a client that pings faster than PING_RATE (past PING_BURST) is closed with 1008:
+        parsing back-to-back pings would hold the loop for every other client."""
+        pong = b"".join(self.conn.data_to_send())
+        if self.close_sent:
+            return
+        if self.pings is None:
+            self.pings = TokenBucket(PING_RATE, PING_BURST)
+        if not self.pings.take():
+            self.fail(CloseCode.POLICY_VIOLATION, TOO_MANY_PINGS)
+            return
+        self.transport.write_soon(pong)
 
     # Flow control: stop reading while the client does not read what we write.
 

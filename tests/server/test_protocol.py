@@ -20,6 +20,7 @@ from websockets.exceptions import InvalidStatus
 
 from harness.rawws import StalledClient
 from harness.servers import UvicornServer
+from starlette_ws.protocol_ws import PING_BURST, TOO_MANY_PINGS
 from tests.clients import ws_connect
 
 DRAIN_TIMEOUT = 1.0
@@ -73,13 +74,14 @@ def answer(server: UvicornServer, request: bytes, timeout: float = 5.0) -> tuple
     return received, float("inf")  # still open
 
 
-def test_ping_flood_from_a_client_that_never_reads_is_bounded_and_dropped(server: UvicornServer) -> None:
-    """uvicorn's default answers every ping and never stops reading: +230 MiB in 15 s measured.
-    Here reading stops while the pongs are not read, and the client is dropped after the drain timeout."""
+def test_a_flood_from_a_client_that_never_reads_is_bounded_and_dropped(server: UvicornServer) -> None:
+    """uvicorn's default answers every ping (here: every echo) and never stops reading: +230 MiB in
+    15 s measured. Here reading stops while the answers are not read, and the client is dropped
+    after the drain timeout. (Pings themselves are limited: the next test.)"""
     client = StalledClient(server, "/ws")
     mark = server.log_mark()
     start_rss = peak_rss = rss(server)
-    pings = memoryview(frame(0x9, b"p" * 125) * 500)
+    pings = memoryview(frame(0x1, b"p" * 125) * 500)  # echo, which is not rate-limited
     client.sock.setblocking(False)
     offset, dropped_after, started = 0, None, time.monotonic()
     try:
@@ -94,10 +96,26 @@ def test_ping_flood_from_a_client_that_never_reads_is_bounded_and_dropped(server
     finally:
         client.reset()
     growth = (peak_rss - start_rss) / MiB
-    print(f"ping flood: server RSS +{growth:.1f} MiB, dropped after {dropped_after} s")
+    print(f"flood: server RSS +{growth:.1f} MiB, dropped after {dropped_after} s")
     assert dropped_after is not None
     assert growth < 16
     assert "dropped: output left unread for 1 s" in server.log_since(mark)
+
+
+def test_a_client_that_pings_faster_than_the_limit_is_closed_1008(server: UvicornServer) -> None:
+    """Parsing back-to-back pings held the event loop for every other client (three flooders
+    stalled it for 6 s); past its burst, a client that pings too fast is closed with 1008."""
+    client = StalledClient(server, "/ws", rcvbuf=65536)
+    try:
+        client.sock.sendall(frame(0x9, b"p") * (PING_BURST + 50))
+        _, close = client.frames(timeout=5)
+    finally:
+        client.reset()
+    assert close == (1008, TOO_MANY_PINGS)
+    with ws_connect(server, "/ws") as ws:  # a ping now and then is answered as ever
+        ws.ping().wait(timeout=5)
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "Message text was: still here"
 
 
 def test_endless_empty_continuation_frames_close_1009(server: UvicornServer) -> None:

@@ -14,6 +14,7 @@ from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
 from starlette_ws.protocol import FrameCache, Inbox, WebSocketProtocol, text_frame
+from starlette_ws.protocol_ws import PING_BURST, TOO_MANY_PINGS
 from starlette_ws.sockets import SEND_FRAME
 
 HANDSHAKE = (
@@ -312,6 +313,23 @@ async def test_a_closing_transport_writes_what_it_was_given_first_and_an_abort_d
         await asyncio.sleep(0)
         assert other.transport.written == b"" and other.transport.closing
         other.protocol.connection_lost(None)
+
+
+@pytest.mark.anyio
+async def test_a_client_that_floods_pings_is_closed_with_1008_after_its_burst() -> None:
+    with anyio.fail_after(5):
+        accepted = Accepted(deflate=False)
+        await accepted.open()
+        ping = bytes([0x89, 0x80, 0, 0, 0, 0])
+        accepted.protocol.data_received(ping * PING_BURST)  # a burst of pings: all answered
+        await asyncio.sleep(0)
+        assert bytes(accepted.transport.written) == b"\x8a\x00" * PING_BURST
+        accepted.transport.written.clear()
+        accepted.protocol.data_received(ping * 3)  # the burst is spent: closed, no more pongs
+        reason = TOO_MANY_PINGS.encode()
+        assert bytes(accepted.transport.written) == bytes([0x88, 2 + len(reason), 0x03, 0xF0]) + reason
+        assert accepted.transport.closing
+        accepted.protocol.connection_lost(None)
 
 
 EMPTY_CLOSE = bytes([0x88, 0x80, 0, 0, 0, 0])  # a masked close frame without a code
