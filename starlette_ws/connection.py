@@ -13,7 +13,8 @@ A `Connection` only moves forward, OPEN -> CLOSING -> CLOSED, and none of its ve
 awaits:
 
     send_nowait, send_text_nowait   OPEN: send now or queue; anything else: ignored
-    close(code, reason)             OPEN -> CLOSING: the close frame goes after what is queued,
+    close(code, reason)             OPEN -> CLOSING: the close frame goes after what is queued
+                                    (and the copies of its own broadcasts still on their way),
                                     then CLOSED
     close(code, reason, flush=False)
                                     -> CLOSED: the queue is dropped, the close frame goes as soon
@@ -157,7 +158,9 @@ class Connection:
         self._queued_bytes = 0
         self._sender: asyncio.Task[None] | None = None  # runs while a send waits or the outbox is not empty
         self._closer: asyncio.Task[None] | None = None  # sends the close frame of a close without flush
-        self._closing: Close | None = None  # a close after the queue, waiting for copies on their way
+        # a close after the queue that waits for copies still on their way, and a future done once
+        # they are in (the sender task waits on it)
+        self._closing: tuple[Close, asyncio.Future[None]] | None = None
         # the own copies of its broadcasts still on their way, in order, each with the messages of
         # its own it was given since (they go after that copy): made when first needed
         self._behind: deque[tuple[str, list[Text]]] | None = None
@@ -240,8 +243,11 @@ class Connection:
         for text in held:
             if self.send_nowait(text, closing=True):
                 self._count_sent()
-        if not behind and self.state is CLOSING and self._closing is not None:
-            self._close_after_queue()
+        if not behind and self._closing is not None:  # the last copy the close waited for
+            close, copies_in = self._closing
+            self._closing = None
+            self._enqueue(close, 0)
+            copies_in.set_result(None)
 
     def close(self, code: int, reason: str, *, flush: bool = True) -> None:
         """Close with `code` and `reason`: after everything already queued (`flush`, nothing new is
@@ -250,9 +256,12 @@ class Connection:
             if self.state is OPEN:
                 self.state = CLOSING
                 self.closed_with = code
-                self._closing = Close(code, reason)
-                if not self._behind:  # else once the copies it waits for are in (`arrived`)
-                    self._close_after_queue()
+                if self._behind:  # its copies on their way first (`arrived`): the sender task waits
+                    self._closing = (Close(code, reason), asyncio.get_running_loop().create_future())
+                else:
+                    self._enqueue(Close(code, reason), 0)
+                if self._sender is None:
+                    self._sender = asyncio.create_task(self._send_loop(None))
             return
         if self.state is CLOSED:
             return
@@ -262,13 +271,6 @@ class Connection:
         if sender is not None:
             sender.cancel()
         self._closer = asyncio.create_task(self._close_socket(sender, Close(code, reason)))
-
-    def _close_after_queue(self) -> None:
-        assert self._closing is not None
-        self._enqueue(self._closing, 0)
-        self._closing = None
-        if self._sender is None:
-            self._sender = asyncio.create_task(self._send_loop(None))
 
     async def stop(self, grace: float = 0.0) -> None:
         """Stop for good: the client has left, or the server is stopping.
@@ -299,7 +301,11 @@ class Connection:
             if started is not None:
                 await started
                 self._count_sent()
-            while self._outbox:
+            while self._outbox or self._closing is not None:
+                if not self._outbox:  # a close waits for copies on their way, which queue here
+                    assert self._closing is not None
+                    await self._closing[1]
+                    continue
                 item = self._outbox.popleft()
                 if isinstance(item, Close):
                     await self.websocket.close(item.code, item.reason)
@@ -337,7 +343,9 @@ class Connection:
         self._outbox = None
         self._queued_bytes = 0
         self._behind = None
-        self._closing = None
+        if self._closing is not None:
+            self._closing[1].cancel()  # the sender task waiting on it ends
+            self._closing = None
         self._on_closed(self)
 
 

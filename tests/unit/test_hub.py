@@ -326,3 +326,24 @@ async def test_in_process_a_loop_that_lags_past_hold_still_sends_the_copy_first(
         await settle()
         assert send.texts == ["says: a", "You wrote: b"]
         await hub.stop()
+
+
+@pytest.mark.anyio
+async def test_a_connection_stopped_while_its_close_waits_for_copies_still_sends_them_and_the_close() -> None:
+    """The endpoint closes (1009: its next line is too long) and leaves at once, with its own copy
+    still on its way: the copy, what waited behind it and the close frame still go, within the grace."""
+    with anyio.fail_after(5):
+        backend = FakeBackend()
+        hub, (sender,), (send,) = await started_hub(backend, 1)
+        sender.send_text_nowait("You wrote: a")
+        await hub.broadcast(sender, "chat", "says: a")
+        sender.send_text_nowait("You wrote: b")  # waits behind "says: a"
+        sender.close(1009, "Message over 100 bytes")
+        stopping = asyncio.create_task(sender.stop(grace=2))
+        await settle()
+        assert not stopping.done()  # the close has not gone yet
+        backend.deliver(0)
+        await stopping
+        assert send.texts == ["You wrote: a", "says: a", "You wrote: b"]
+        assert send.closes == [(1009, "Message over 100 bytes")]
+        await hub.stop()
