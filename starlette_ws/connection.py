@@ -32,7 +32,7 @@ import contextlib
 import enum
 import logging
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,18 +173,17 @@ class Connection:
             if self.state is OPEN:
                 self._behind[-1][1].append(Text(text))
             return
-        if self.send_nowait(Text(text)):
-            self._count_sent()
+        self.send_nowait(Text(text))
 
-    def send_nowait(self, text: Text, *, closing: bool = False) -> bool:
+    def send_nowait(self, text: Text, *, closing: bool = False, counted: bool = True) -> bool:
         """Send a message now if this connection is idle, else queue it.
 
         Idle (nothing queued, no send under way), its frame goes to our protocol as it is, or the
         ASGI send runs here until it first suspends; uvicorn's suspends only while the client is
         not reading, so nearly every message is written right away, with no task switch. A send
         that suspends is finished by the sender task, and whatever follows waits in the outbox
-        until it has. True: the frame was taken directly and is not counted yet; the caller
-        counts them (`count_sent`), once for a whole broadcast. `closing`: CLOSING takes it too.
+        until it has. True: the frame was taken directly (and counted, unless `counted` is false:
+        `send_all` counts a broadcast once). `closing`: CLOSING takes it too.
         """
         if self.state is not OPEN and not (closing and self.state is CLOSING):
             return False
@@ -195,6 +194,8 @@ class Connection:
         if self._sender is None:
             frames = self._frames
             if frames is not None and frames.write_frame(text.frame):
+                if counted:
+                    self._count_sent()
                 return True
             sending = self._send(text.message).__await__()  # any awaitable; for a coroutine, itself in effect
             try:
@@ -209,10 +210,6 @@ class Connection:
             return False
         self._enqueue(text, text.size)
         return False
-
-    def count_sent(self, amount: int) -> None:
-        """Count `amount` messages that `send_nowait` sent directly (to members of one endpoint)."""
-        self._count_sent(amount)
 
     def expect(self, tag: str) -> None:
         """Its own copy of a broadcast, tagged `tag`, is on its way: what it is given of its own
@@ -241,8 +238,7 @@ class Connection:
             behind[index - 1][1].extend(held)
             return
         for text in held:
-            if self.send_nowait(text, closing=True):
-                self._count_sent()
+            self.send_nowait(text, closing=True)
         if not behind and self._closing is not None:  # the last copy the close waited for
             close, copies_in = self._closing
             self._closing = None
@@ -347,6 +343,18 @@ class Connection:
             self._closing[1].cancel()  # the sender task waiting on it ends
             self._closing = None
         self._on_closed(self)
+
+
+def send_all(connections: Iterable[Connection], text: Text) -> None:
+    """Send `text` to each of `connections` (members of one endpoint): what goes straight to the
+    socket is counted once for all."""
+    sent, last = 0, None
+    for connection in list(connections):
+        if connection.send_nowait(text, counted=False):
+            sent += 1
+            last = connection
+    if last is not None:
+        last._count_sent(sent)
 
 
 def _nothing(amount: float = 1) -> None:

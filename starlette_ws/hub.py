@@ -12,13 +12,13 @@ import asyncio
 import itertools
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from starlette.websockets import WebSocket
 
 from starlette_ws import metrics
 from starlette_ws.backends import Backend, BackendError, Event, MessageTooLarge, PublishUncertain
-from starlette_ws.connection import OPEN, Connection, Text
+from starlette_ws.connection import OPEN, Connection, Text, send_all
 
 logger = logging.getLogger("starlette_ws.hub")
 
@@ -45,17 +45,6 @@ def opened(payload: str) -> tuple[str, str]:
     if len(payload) >= HEADER_BYTES and payload[HEADER_BYTES - 1] == "\n" and payload[ORIGIN_DIGITS] == ":":
         return payload[: HEADER_BYTES - 1], payload[HEADER_BYTES:]
     return "", payload
-
-
-def send_all(connections: Iterable[Connection], text: Text) -> None:
-    """Send `text` to each of `connections` (members of one endpoint), counted once for all."""
-    sent, last = 0, None
-    for connection in list(connections):
-        if connection.send_nowait(text):
-            sent += 1
-            last = connection
-    if last is not None:
-        last.count_sent(sent)
 
 
 class Hub:
@@ -174,14 +163,8 @@ class Hub:
         published = False
         try:
             if self.backend.in_process:  # memory://: it never suspends, so no task to run it
-                publish = self._publish(channel, payload).__await__()
-                try:
-                    publish.send(None)
-                except StopIteration as done:
-                    published = done.value
-                    return
-                publish.close()
-                raise RuntimeError(f"{type(self.backend).__name__}.publish waited, in process")
+                published = await self._publish(channel, payload)
+                return
             task = loop.create_task(self._publish(channel, payload))
             sender.publishing = task
             self._publishing.add(task)

@@ -32,7 +32,7 @@ from starlette import status
 
 from starlette_ws import metrics
 from starlette_ws.backends import BackendError
-from starlette_ws.connection import TOO_SLOW, Connection, Text
+from starlette_ws.connection import TOO_SLOW, Connection, Text, send_all
 from starlette_ws.history import HistoryError, Position, Replay, RoomStore, unpack
 from starlette_ws.hub import opened
 
@@ -151,16 +151,14 @@ class RoomStream:
                 self._given_again(last)  # members drop it as one they have: they are told with a gap
             else:
                 self._last = position
-        sent, counter = 0, None
+        inline: list[Connection] = []
         for member in list(self.members.values()):
             if follows and member.position is last and member.held is None:
                 member.position = position
-                if member.connection.send_nowait(entry):
-                    sent, counter = sent + 1, member.connection
+                inline.append(member.connection)
             else:
                 self._offer(member, (position, entry))
-        if counter is not None:
-            counter.count_sent(sent)
+        send_all(inline, entry)
 
     def _control(self, text: str) -> None:
         """An order for this room's members in every process, never sent to a client."""
@@ -315,5 +313,4 @@ class RoomStream:
         elif position is None or position.offset == current.offset + 1:
             if position is not None:
                 member.position = position
-            if member.connection.send_nowait(text):
-                member.connection.count_sent(1)
+            member.connection.send_nowait(text)
