@@ -2,7 +2,7 @@
 
 Each message goes straight into the client's socket, or waits in the outbox. A connection with
 nothing queued and no send under way sends inline (`Connection.send_nowait`): under our protocol
-the message's frame, built once for every member (`Text`), is handed to it as it is and joins the
+the message's frame, built once for every member (`sockets.Text`), is handed to it as it is and joins the
 connection's other frames of the loop iteration in one write (`sockets.SEND_FRAME`); elsewhere the
 ordinary ASGI send runs until it first suspends. Only a send that has to wait for the client (its
 transport is paused) leaves a sender task to finish it, and what comes next queues behind it. An
@@ -37,11 +37,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette import status
-from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketState
 
 from starlette_ws import metrics
-from starlette_ws.sockets import GONE, CountedWebSocket, FrameWriter, framed
+from starlette_ws.sockets import GONE, CountedWebSocket, FrameWriter, Text
 
 logger = logging.getLogger("starlette_ws.hub")
 
@@ -52,19 +51,6 @@ TOO_SLOW = "Try again later: not reading fast enough"
 class Close:
     code: int
     reason: str
-
-
-class Text:
-    """A text message for members: its ASGI message, its UTF-8 size and its frame, each made once
-    however many members it goes to (nobody changes them)."""
-
-    __slots__ = ("frame", "message", "size")
-
-    def __init__(self, text: str) -> None:
-        data = text.encode()
-        self.message: Message = {"type": "websocket.send", "text": text}
-        self.size = len(data)
-        self.frame = framed(data)
 
 
 class Started:

@@ -18,7 +18,8 @@ from starlette.websockets import WebSocket
 
 from starlette_ws import metrics
 from starlette_ws.backends import Backend, BackendError, Event, MessageTooLarge, PublishUncertain
-from starlette_ws.connection import OPEN, Connection, Text, send_all
+from starlette_ws.connection import OPEN, Connection, send_all
+from starlette_ws.sockets import Text
 
 logger = logging.getLogger("starlette_ws.hub")
 

@@ -32,9 +32,10 @@ from starlette import status
 
 from starlette_ws import metrics
 from starlette_ws.backends import BackendError
-from starlette_ws.connection import TOO_SLOW, Connection, Text, send_all
+from starlette_ws.connection import TOO_SLOW, Connection, send_all
 from starlette_ws.history import HistoryError, Position, Replay, RoomStore, unpack
 from starlette_ws.hub import opened
+from starlette_ws.sockets import Text
 
 logger = logging.getLogger("starlette_ws.recovery")
 

@@ -6,8 +6,8 @@ import anyio
 import pytest
 from starlette.websockets import WebSocketState
 
-from starlette_ws.connection import CLOSED, CLOSING, TOO_SLOW, Connection, Text, send_all
-from starlette_ws.sockets import SEND_FRAME, CountedWebSocket, text_frame
+from starlette_ws.connection import CLOSED, CLOSING, TOO_SLOW, Connection, send_all
+from starlette_ws.sockets import SEND_FRAME, CountedWebSocket, Text, text_frame
 from tests.unit.fakes import FakeSend, never, others, settle, socket
 
 
